@@ -1,0 +1,92 @@
+"""Settings: built once (from the environment or explicitly) and passed in; never module-level."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipyard.errors import UsageError
+
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_API_PORT = 8787
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    http_port: int = DEFAULT_HTTP_PORT
+    api_port: int = DEFAULT_API_PORT
+    # Address the public HTTP listener binds; loopback by default (a dev machine).
+    http_bind: str = "127.0.0.1"
+    haproxy_bin: str = "haproxy"
+    # Defaults for rollouts; a service may override them in shipyard.yaml.
+    health_timeout_s: float = 60.0
+    drain_timeout_s: float = 30.0
+    health_interval_s: float = 0.25
+    build_timeout_s: float = 1800.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "state.db"
+
+    @property
+    def token_path(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def key_path(self) -> Path:
+        return self.home / "secret.key"
+
+    @property
+    def haproxy_dir(self) -> Path:
+        return self.home / "haproxy"
+
+    @property
+    def services_dir(self) -> Path:
+        return self.home / "services"
+
+    @property
+    def daemon_pid_path(self) -> Path:
+        return self.home / "daemon.pid"
+
+    @property
+    def daemon_log_path(self) -> Path:
+        return self.home / "daemon.log"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def public_host(self, service: str) -> str:
+        return f"{service}.localhost"
+
+    def public_url(self, service: str) -> str:
+        port = "" if self.http_port == 80 else f":{self.http_port}"
+        return f"http://{self.public_host(service)}{port}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        home = Path(env.get("SHIPYARD_HOME") or Path.home() / ".shipyard").expanduser()
+        return cls(
+            home=home.absolute(),
+            http_port=_port(env, "SHIPYARD_HTTP_PORT", DEFAULT_HTTP_PORT),
+            api_port=_port(env, "SHIPYARD_API_PORT", DEFAULT_API_PORT),
+            http_bind=env.get("SHIPYARD_HTTP_BIND", "127.0.0.1"),
+            haproxy_bin=env.get("SHIPYARD_HAPROXY", "haproxy"),
+        )
+
+
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"{name} has value {raw!r}. Not a valid port number.") from None
+    if not 1 <= value <= 65535:
+        raise UsageError(f"{name} has value {value}. A port must be between 1 and 65535.")
+    return value
