@@ -1,0 +1,35 @@
+"""Blueprints: render.yaml (read unchanged) and shipyard.yaml, loaded into normalized specs."""
+
+from shipyard.blueprint.load import (
+    LoadedBlueprint,
+    Notice,
+    find_blueprint,
+    load_blueprint,
+    parse_blueprint,
+)
+from shipyard.blueprint.model import EnvVarSpec, FromService, ServiceSpec
+from shipyard.blueprint.refs import (
+    Endpoint,
+    ResolvedEnv,
+    dependency_order,
+    generate_secret,
+    resolve_env,
+)
+from shipyard.blueprint.schema import blueprint_json_schema
+
+__all__ = [
+    "Endpoint",
+    "EnvVarSpec",
+    "FromService",
+    "LoadedBlueprint",
+    "Notice",
+    "ResolvedEnv",
+    "ServiceSpec",
+    "blueprint_json_schema",
+    "dependency_order",
+    "find_blueprint",
+    "generate_secret",
+    "load_blueprint",
+    "parse_blueprint",
+    "resolve_env",
+]

@@ -1,0 +1,432 @@
+"""Blueprint models: the raw, strict pydantic shape of render.yaml / shipyard.yaml, and the
+normalized frozen dataclasses (``ServiceSpec``, ``EnvVarSpec``) the rest of Shipyard uses.
+
+Raw models mirror Render's public Blueprint spec field by field (camelCase aliases, unknown keys
+rejected); see REFERENCE.md "Render Blueprint spec".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+NATIVE_RUNTIMES = frozenset({"node", "python", "ruby", "go", "rust", "elixir"})
+RUNTIMES = ("docker", "elixir", "go", "image", "node", "python", "ruby", "rust", "static")
+RunnableType = Literal["web", "pserv", "worker"]
+
+Loc = tuple[str | int, ...]  # a path into the file's data: ("services", 1, "startCommand")
+Positions = dict[Loc, tuple[int, int]]  # path -> (line, column), both 1-based
+
+
+def format_path(loc: Loc) -> str:
+    """("services", 1, "scaling") -> "services[1].scaling"."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("blueprint", message)
+
+
+def _service_name(name: str) -> str:
+    if _DNS_LABEL.match(name):
+        return name
+    hint = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
+    why = "uppercase letters are not allowed" if name.lower() != name else "not a DNS label"
+    suggestion = f" Did you mean '{hint}'?" if hint and _DNS_LABEL.match(hint) else ""
+    raise _fail(
+        f"invalid service name '{name}' ({why}): use 1-63 lowercase letters, digits or '-', "
+        f"not starting or ending with '-'.{suggestion}"
+    )
+
+
+def _env_key(key: str) -> str:
+    if not _ENV_KEY.match(key):
+        raise _fail(f"invalid environment variable name '{key}': expected [A-Za-z_][A-Za-z0-9_]*")
+    return key
+
+
+def _root_dir(value: str) -> str:
+    if value.startswith("/"):
+        raise _fail(f"'{value}' is absolute: rootDir is relative to the repository root")
+    norm = posixpath.normpath(value) if value else "."
+    if norm == ".." or norm.startswith("../"):
+        raise _fail(f"'{value}' points outside the repository root")
+    return "" if norm == "." else norm
+
+
+def _health_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise _fail(f"'{value}' must start with '/' (for example '/healthz')")
+    return value
+
+
+def _hostname(value: str) -> str:
+    host = value.strip().lower().rstrip(".")
+    labels = host.split(".")
+    if labels and labels[0] == "*":
+        labels = labels[1:]
+    if not labels or len(host) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+        raise _fail(f"'{value}' is not a valid hostname (for example 'app.example.com')")
+    return host
+
+
+def _to_str(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _scalar(value: Any) -> Any:
+    """Env values: YAML numbers and booleans become the strings a process sees."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise _fail(f"expected a string, number or boolean, got {describe(value)}")
+
+
+def describe(value: Any) -> str:
+    """How a YAML value reads in an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string '{value}'"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    return f"{type(value).__name__} {value!r}"
+
+
+ServiceName = Annotated[str, AfterValidator(_service_name)]
+EnvKey = Annotated[str, AfterValidator(_env_key)]
+RootDir = Annotated[str, AfterValidator(_root_dir)]
+HealthPath = Annotated[str, AfterValidator(_health_path)]
+Hostname = Annotated[str, AfterValidator(_hostname)]
+Runtime = Literal["docker", "elixir", "go", "image", "node", "python", "ruby", "rust", "static"]
+Percent = Annotated[int, Field(ge=1, le=90)]
+EnvValue = Annotated[str, BeforeValidator(_scalar)]
+
+
+class Strict(BaseModel):
+    """Shared base: unknown keys are errors, no type coercion, camelCase keys as in the YAML."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, alias_generator=to_camel, frozen=True, populate_by_name=False
+    )
+
+
+# --- env vars -------------------------------------------------------------------------------
+
+
+class FromServiceRef(Strict):
+    type: Literal["web", "pserv", "worker", "cron", "keyvalue", "redis"]
+    name: str
+    property: Literal["host", "port", "hostport", "connectionString"] | None = None
+    env_var_key: str | None = None
+
+
+class FromDatabaseRef(Strict):
+    name: str
+    property: Literal["connectionString", "host", "port", "user", "password", "database"]
+
+
+class EnvVar(Strict):
+    """One envVars item; which of the forms it is is checked after loading (all problems)."""
+
+    key: EnvKey | None = None
+    value: EnvValue | None = None
+    generate_value: Literal[True] | None = None
+    sync: Literal[False] | None = None
+    from_database: FromDatabaseRef | None = None
+    from_service: FromServiceRef | None = None
+    from_group: str | None = None
+
+
+class GroupEnvVar(Strict):
+    key: EnvKey
+    value: EnvValue | None = None
+    generate_value: Literal[True] | None = None
+
+
+class EnvVarGroup(Strict):
+    name: str
+    env_vars: list[GroupEnvVar] = []
+
+
+# --- nested service fields ------------------------------------------------------------------
+
+
+class Scaling(Strict):
+    min_instances: int = Field(ge=1)
+    max_instances: int = Field(ge=1)
+    target_cpu_percent: Percent | None = Field(None, alias="targetCPUPercent")
+    target_memory_percent: Percent | None = None
+
+
+class Disk(Strict):
+    name: str
+    mount_path: str
+    size_gb: int = Field(10, ge=1, alias="sizeGB")
+
+
+class BuildFilter(Strict):
+    paths: list[str] = []
+    ignored_paths: list[str] = []
+
+
+class IpAllow(Strict):
+    source: str
+    description: str | None = None
+
+
+class Image(Strict):
+    url: str
+    creds: dict[str, str] | None = None
+
+
+class ServicePreviews(Strict):
+    generation: Literal["automatic", "manual", "off"] | None = None
+    plan: str | None = None
+    num_instances: int | None = Field(None, ge=1)
+
+
+class Header(Strict):
+    path: str
+    name: str
+    value: str
+
+
+class Route(Strict):
+    type: Literal["redirect", "rewrite"]
+    source: str
+    destination: str
+
+
+# --- services -------------------------------------------------------------------------------
+
+
+class _Service(Strict):
+    name: ServiceName
+    plan: str | None = None
+    region: str | None = None
+    previews: ServicePreviews | None = None
+
+
+class _BuiltService(_Service):
+    runtime: Runtime | None = None
+    env: Runtime | None = None  # legacy spelling of runtime
+    repo: str | None = None
+    branch: str | None = None
+    root_dir: RootDir | None = None
+    build_command: str | None = None
+    start_command: str | None = None
+    auto_deploy_trigger: Literal["off", "commit", "checksPass"] | None = None
+    auto_deploy: bool | None = None  # legacy
+    build_filter: BuildFilter | None = None
+    env_vars: list[EnvVar] = []
+    docker_command: str | None = None
+    dockerfile_path: str | None = None
+    docker_context: str | None = None
+    image: Image | None = None
+    registry_credential: dict[str, str] | None = None
+
+
+class _RunningService(_BuiltService):
+    pre_deploy_command: str | None = None
+    initial_deploy_hook: str | None = None
+    health_check_path: HealthPath | None = None
+    num_instances: int = Field(1, ge=1)
+    scaling: Scaling | None = None
+    max_shutdown_delay_seconds: int = Field(30, ge=1, le=300)
+    disk: Disk | None = None
+    ip_allow_list: list[IpAllow] | None = None
+    # Shipyard extensions (shipyard.yaml only; load.py rejects them in render.yaml).
+    health_check_timeout_seconds: float | None = Field(None, ge=1, le=3600)
+    drain_timeout_seconds: float | None = Field(None, ge=0, le=3600)
+
+
+class WebService(_RunningService):
+    type: Literal["web"]
+    domains: list[Hostname] | None = None
+    domain: Hostname | None = None  # legacy single domain
+    static_publish_path: str | None = None
+    headers: list[Header] | None = None
+    routes: list[Route] | None = None
+    pull_request_previews_enabled: bool | None = None
+
+
+class PrivateService(_RunningService):
+    type: Literal["pserv"]
+
+
+class WorkerService(_RunningService):
+    type: Literal["worker"]
+
+
+class CronService(_BuiltService):
+    type: Literal["cron"]
+    schedule: str
+
+
+class KeyValueService(_Service):
+    type: Literal["keyvalue"]
+    ip_allow_list: list[IpAllow]
+    maxmemory_policy: (
+        Literal[
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+            "noeviction",
+        ]
+        | None
+    ) = None
+
+
+class RedisService(KeyValueService):  # deprecated alias of keyvalue
+    type: Literal["redis"]  # type: ignore[assignment]
+
+
+AnyService = Annotated[
+    WebService | PrivateService | WorkerService | CronService | KeyValueService | RedisService,
+    Field(discriminator="type"),
+]
+
+
+class HighAvailability(Strict):
+    enabled: bool
+
+
+class ReadReplica(Strict):
+    name: str
+
+
+class Database(Strict):
+    name: str
+    database_name: str | None = None
+    user: str | None = None
+    plan: str | None = None
+    region: str | None = None
+    disk_size_gb: int | None = Field(None, ge=1, alias="diskSizeGB")
+    postgres_major_version: Annotated[str, BeforeValidator(_to_str)] | None = None
+    high_availability: HighAvailability | None = None
+    ip_allow_list: list[IpAllow] | None = None
+    read_replicas: list[ReadReplica] | None = None
+
+
+# --- root -----------------------------------------------------------------------------------
+
+
+class Previews(Strict):
+    generation: Literal["automatic", "manual", "off"] | None = None
+    expire_after_days: int | None = Field(None, ge=1)
+
+
+class Networking(Strict):
+    isolation: Literal["enabled", "disabled"] | None = None
+
+
+class Permissions(Strict):
+    protection: Literal["enabled", "disabled"] | None = None
+
+
+class Resources(Strict):
+    services: list[AnyService] = []
+    databases: list[Database] = []
+    env_var_groups: list[EnvVarGroup] = []
+
+
+class Environment(Resources):
+    name: str
+    networking: Networking | None = None
+    permissions: Permissions | None = None
+
+
+class Project(Strict):
+    name: str
+    environments: list[Environment] = []
+    env_var_groups: list[EnvVarGroup] = []
+
+
+class Blueprint(Resources):
+    """The whole file, as written."""
+
+    version: Annotated[Literal["1"], BeforeValidator(_to_str)] | None = None
+    previews: Previews | None = None
+    previews_enabled: bool | None = None  # legacy
+    previews_expire_after_days: int | None = Field(None, ge=1)  # legacy
+    projects: list[Project] | None = None
+    ungrouped: Resources | None = None
+
+
+# --- normalized -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FromService:
+    type: str
+    name: str
+    property: str | None
+    env_var_key: str | None
+
+
+@dataclass(frozen=True)
+class EnvVarSpec:
+    key: str | None  # None only for a {fromGroup: x} item
+    value: str | None = None  # numbers/bools in YAML become strings ("3000", "true")
+    generate: bool = False
+    sync: bool = True  # False for {key, sync: false}: the operator supplies the value
+    from_service: FromService | None = None
+    from_database: tuple[str, str] | None = None  # (name, property)
+    from_group: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A service Shipyard runs now (web/pserv/worker on a native runtime), normalized."""
+
+    name: str
+    type: RunnableType
+    runtime: str
+    root_dir: str = ""  # normalized relative path, "" = repository root
+    build_command: str | None = None
+    start_command: str = ""
+    pre_deploy_command: str | None = None
+    health_check_path: str | None = None
+    num_instances: int = 1
+    max_shutdown_delay_seconds: int = 30
+    env_vars: tuple[EnvVarSpec, ...] = ()
+    domains: tuple[str, ...] = ()
+    health_check_timeout_seconds: float | None = None  # shipyard.yaml extension
+    drain_timeout_seconds: float | None = None  # shipyard.yaml extension
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (tuples become lists), for the API."""
+        data: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        return data
+
+    def config_digest(self) -> str:
+        """sha256 hex of the canonical JSON of every field: equal digests = same config."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,306 @@
+"""References between Blueprint entries: checking them, resolving env vars, ordering deploys.
+
+``check`` works on the raw file data (so it still runs when the schema found problems, and
+every problem is reported at once); ``resolve_env`` and ``dependency_order`` work on the
+normalized specs. Pure: no I/O except ``secrets.token_bytes``.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.blueprint.model import (
+    NATIVE_RUNTIMES,
+    EnvVarSpec,
+    FromService,
+    Loc,
+    ServiceSpec,
+)
+from shipyard.blueprint.schema import did_you_mean
+
+EXTENSIONS = ("healthCheckTimeoutSeconds", "drainTimeoutSeconds")
+_ENV_FORMS = ("value", "generateValue", "sync", "fromDatabase", "fromService", "fromGroup")
+_NEEDS_RUNTIME = ("web", "pserv", "worker", "cron")
+_STATIC_ONLY = ("staticPublishPath", "headers", "routes")
+Problem = tuple[Loc, str]
+
+
+# --- checks on the raw data -----------------------------------------------------------------
+
+
+def _dicts(data: Any, key: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    items = data.get(key) if isinstance(data, dict) else None
+    if isinstance(items, list):
+        yield from ((i, item) for i, item in enumerate(items) if isinstance(item, dict))
+
+
+def _type(service: Mapping[str, Any]) -> str:
+    kind = service.get("type")
+    return "keyvalue" if kind == "redis" else str(kind)
+
+
+def check(
+    data: dict[str, Any], kind: str, positions: Mapping[Loc, tuple[int, int]]
+) -> list[Problem]:
+    """Problems the schema cannot see: names, references, legacy clashes, extensions."""
+    problems = _check_names(data, positions)
+    services: dict[str, str] = {}
+    for _, svc in _dicts(data, "services"):
+        if isinstance(svc.get("name"), str):
+            services.setdefault(svc["name"], _type(svc))
+    databases = [str(db.get("name")) for _, db in _dicts(data, "databases")]
+    groups = [str(g.get("name")) for _, g in _dicts(data, "envVarGroups")]
+    for i, svc in _dicts(data, "services"):
+        loc: Loc = ("services", i)
+        problems += _check_service(svc, loc, kind)
+        env_keys: dict[str, int] = {}
+        for j, item in _dicts(svc, "envVars"):
+            item_loc: Loc = (*loc, "envVars", j)
+            problems += _check_env_item(item, item_loc, services, databases, groups)
+            key = item.get("key")
+            if isinstance(key, str) and key in env_keys:
+                problems.append(
+                    ((*item_loc, "key"), f"duplicate key '{key}' (also envVars[{env_keys[key]}])")
+                )
+            elif isinstance(key, str):
+                env_keys[key] = j
+    return problems + _check_groups(data)
+
+
+def _check_groups(data: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, group in _dicts(data, "envVarGroups"):
+        seen: set[str] = set()
+        for j, item in _dicts(group, "envVars"):
+            key = item.get("key")
+            loc: Loc = ("envVarGroups", i, "envVars", j)
+            if isinstance(key, str) and key in seen:
+                problems.append(((*loc, "key"), f"duplicate key '{key}'"))
+            seen.add(str(key))
+            if ("value" in item) == ("generateValue" in item):
+                problems.append((loc, "expected exactly one of value, generateValue"))
+    return problems
+
+
+def _check_names(data: dict[str, Any], positions: Mapping[Loc, tuple[int, int]]) -> list[Problem]:
+    problems: list[Problem] = []
+    first: dict[tuple[str, str], Loc] = {}
+    entries = [("services", i, e) for i, e in _dicts(data, "services")]
+    entries += [("databases", i, e) for i, e in _dicts(data, "databases")]
+    entries += [("envVarGroups", i, e) for i, e in _dicts(data, "envVarGroups")]
+    for section, i, entry in entries:
+        name = entry.get("name")
+        if not isinstance(name, str):
+            continue
+        loc: Loc = (section, i, "name")
+        scope = "group" if section == "envVarGroups" else "resource"
+        if (scope, name) in first:
+            line, column = positions.get(first[(scope, name)], (0, 0))
+            problems.append(
+                (loc, f"duplicate name '{name}' (first defined at line {line}, column {column})")
+            )
+        else:
+            first[(scope, name)] = loc
+    return problems
+
+
+def _check_service(svc: Mapping[str, Any], loc: Loc, kind: str) -> list[Problem]:
+    problems: list[Problem] = []
+    name = svc.get("name")
+    label = f"service '{name}'" if isinstance(name, str) else f"service #{loc[-1]}"
+    if "env" in svc and "runtime" in svc:
+        problems.append(
+            ((*loc, "env"), "'env' is the legacy name of 'runtime': give only 'runtime'")
+        )
+    runtime = svc.get("runtime", svc.get("env"))
+    kind_of = svc.get("type")
+    if kind_of in _NEEDS_RUNTIME and runtime is None:
+        problems.append(((*loc, "runtime"), f"missing required field ({label})"))
+    if kind_of in _NEEDS_RUNTIME and runtime in NATIVE_RUNTIMES and "startCommand" not in svc:
+        problems.append(
+            (
+                (*loc, "startCommand"),
+                f"missing required field: {label} (runtime {runtime}) needs a startCommand",
+            )
+        )
+    if kind_of == "web" and runtime != "static":
+        problems += [
+            ((*loc, f), "only for static sites (runtime: static)") for f in _STATIC_ONLY if f in svc
+        ]
+    if kind == "render":
+        problems += [
+            ((*loc, f), "is a Shipyard extension: move it to shipyard.yaml")
+            for f in EXTENSIONS
+            if f in svc
+        ]
+    return problems
+
+
+def _check_env_item(
+    item: Mapping[str, Any],
+    loc: Loc,
+    services: Mapping[str, str],
+    databases: list[str],
+    groups: list[str],
+) -> list[Problem]:
+    forms = [f for f in _ENV_FORMS if f in item]
+    if len(forms) != 1:
+        what = f"has {' and '.join(forms)}" if forms else "has no value"
+        return [(loc, f"{what}: expected exactly one of {', '.join(_ENV_FORMS)}")]
+    form = forms[0]
+    if form == "fromGroup":
+        if "key" in item:
+            return [((*loc, "key"), "fromGroup takes no key: it adds every variable of the group")]
+        group = item["fromGroup"]
+        if isinstance(group, str) and group not in groups:
+            return [((*loc, "fromGroup"), f"no envVarGroup '{group}'{did_you_mean(group, groups)}")]
+        return []
+    if "key" not in item:
+        return [((*loc, "key"), "missing required field")]
+    if form == "fromDatabase" and isinstance(item["fromDatabase"], dict):
+        db = item["fromDatabase"].get("name")
+        if db is not None and db not in databases:
+            return [
+                ((*loc, "fromDatabase", "name"), f"no database '{db}'{did_you_mean(db, databases)}")
+            ]
+    if form == "fromService" and isinstance(item["fromService"], dict):
+        return _check_from_service(item["fromService"], (*loc, "fromService"), services)
+    return []
+
+
+def _check_from_service(
+    ref: Mapping[str, Any], loc: Loc, services: Mapping[str, str]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    name, wanted = ref.get("name"), "keyvalue" if ref.get("type") == "redis" else ref.get("type")
+    if name is not None and name not in services:
+        problems.append(
+            ((*loc, "name"), f"no service '{name}'{did_you_mean(name, list(services))}")
+        )
+    elif name is not None and wanted is not None and services[name] != wanted:
+        problems.append(((*loc, "type"), f"service '{name}' is a {services[name]}, not a {wanted}"))
+    if ("property" in ref) == ("envVarKey" in ref):
+        problems.append((loc, "expected exactly one of property, envVarKey"))
+    if ref.get("property") == "connectionString" and wanted != "keyvalue":
+        problems.append(((*loc, "property"), "connectionString is only for keyvalue services"))
+    return problems
+
+
+# --- resolution -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ResolvedEnv:
+    values: dict[str, str]  # final env: group values first, the service's own entries override
+    generated: dict[str, str]  # every generateValue key -> value, for the caller to persist
+    unset: tuple[str, ...]  # "KEY: reason" for each key left unset
+
+
+def generate_secret() -> str:
+    """Render's generateValue: base64 of 256 random bits."""
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def resolve_env(
+    spec: ServiceSpec,
+    *,
+    groups: Mapping[str, tuple[EnvVarSpec, ...]],
+    endpoints: Mapping[str, Endpoint],
+    service_env: Mapping[str, Mapping[str, str]],
+    generated: Mapping[str, str],
+    new_secret: Callable[[], str] = generate_secret,
+) -> ResolvedEnv:
+    """The environment of ``spec``; generateValue reuses ``generated`` so secrets stay stable.
+
+    fromService host/port/hostport read ``endpoints[name]``; envVarKey reads
+    ``service_env[name][key]``. Group generateValue keys are stored as "group:<group>:<key>".
+    """
+    resolver = _Resolver(endpoints, service_env, generated, new_secret)
+    for entry in spec.env_vars:
+        if entry.from_group is not None:
+            for item in groups.get(entry.from_group, ()):
+                resolver.add(item, f"group:{entry.from_group}:{item.key}")
+    for entry in spec.env_vars:
+        if entry.from_group is None:
+            resolver.add(entry, str(entry.key))
+    unset = tuple(f"{k}: {why}" for k, why in resolver.unset.items() if k not in resolver.values)
+    return ResolvedEnv(values=resolver.values, generated=resolver.generated, unset=unset)
+
+
+@dataclass
+class _Resolver:
+    endpoints: Mapping[str, Endpoint]
+    service_env: Mapping[str, Mapping[str, str]]
+    previous: Mapping[str, str]
+    new_secret: Callable[[], str]
+    values: dict[str, str] = field(default_factory=dict)
+    generated: dict[str, str] = field(default_factory=dict)
+    unset: dict[str, str] = field(default_factory=dict)
+
+    def add(self, entry: EnvVarSpec, store: str) -> None:
+        key = str(entry.key)
+        value: str | None = None
+        if entry.generate:
+            value = self.previous.get(store) or self.new_secret()
+            self.generated[store] = value
+        elif entry.value is not None:
+            value = entry.value
+        elif not entry.sync:
+            self.unset[key] = "sync: false, the operator supplies the value"
+        elif entry.from_database is not None:
+            name = entry.from_database[0]
+            self.unset[key] = f"fromDatabase '{name}': managed databases are not supported yet"
+        elif entry.from_service is not None:
+            value = self._from_service(key, entry.from_service)
+        if value is not None:
+            self.values[key] = value
+            self.unset.pop(key, None)
+
+    def _from_service(self, key: str, ref: FromService) -> str | None:
+        if ref.env_var_key is not None:
+            value = self.service_env.get(ref.name, {}).get(ref.env_var_key)
+            if value is None:
+                self.unset[key] = f"service '{ref.name}' has no env var '{ref.env_var_key}'"
+            return value
+        endpoint = self.endpoints.get(ref.name)
+        if endpoint is None:
+            self.unset[key] = f"service '{ref.name}' ({ref.type}) has no endpoint"
+            return None
+        if ref.property == "host":
+            return endpoint.host
+        if ref.property == "port":
+            return str(endpoint.port)
+        if ref.property == "hostport":
+            return f"{endpoint.host}:{endpoint.port}"
+        self.unset[key] = f"'{ref.property}' of service '{ref.name}' is not available"
+        return None
+
+
+def dependency_order(services: Sequence[ServiceSpec]) -> list[str]:
+    """Names in deploy order: services others reference (fromService) first, else file order.
+
+    A cycle is not an error: when nothing is ready, the first remaining service (file order)
+    goes next, so a cycle keeps its file order.
+    """
+    names = [s.name for s in services]
+    deps = {
+        s.name: {e.from_service.name for e in s.env_vars if e.from_service} & set(names) - {s.name}
+        for s in services
+    }
+    order: list[str] = []
+    remaining = list(names)
+    while remaining:
+        ready = next((n for n in remaining if deps[n] <= set(order)), remaining[0])
+        order.append(ready)
+        remaining.remove(ready)
+    return order

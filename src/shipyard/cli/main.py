@@ -1,0 +1,301 @@
+"""The `shipyard` command. The one place that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import difflib
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shipyard import __version__
+from shipyard.cli.output import ago, emit_json, print_event, print_plan, table
+from shipyard.client import Client
+from shipyard.errors import DaemonUnavailable, ShipyardError, UsageError
+from shipyard.settings import Settings
+
+
+class Group(click.Group):
+    """Suggests the closest command for a typo and turns ShipyardError into exit codes."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            ctx.fail(f"No such command '{name}'.{hint}")
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShipyardError as exc:
+            click.secho(f"error: {exc.message}", fg="red", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def client() -> Client:
+    return Client(settings())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(cls=Group)
+@click.version_option(__version__, prog_name="shipyard")
+def cli() -> None:
+    """Shipyard: deploy Render Blueprints on a machine you own."""
+
+
+@cli.command()
+@click.option("-d", "--detach", is_flag=True, help="Run the daemon in the background.")
+def up(detach: bool) -> None:
+    """Start the Shipyard daemon (API, HAProxy edge, supervisor)."""
+    cfg = settings()
+    if not detach:
+        from shipyard.controlplane.daemon import run_daemon
+
+        run_daemon(cfg)
+        return
+    with Client(cfg, timeout=2) as c:
+        try:
+            c.health()
+            click.echo(f"Shipyard is already running ({cfg.api_url}).")
+            return
+        except DaemonUnavailable:
+            pass
+    cfg.home.mkdir(parents=True, exist_ok=True)
+    with cfg.daemon_log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shipyard.cli.main", "up"], stdin=subprocess.DEVNULL,
+            stdout=log, stderr=log, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = cfg.daemon_log_path.read_text(errors="replace").splitlines()[-15:]
+            raise ShipyardError("The daemon exited during start-up:\n" + "\n".join(
+                f"    | {line}" for line in tail))
+        with Client(cfg, timeout=2) as c:
+            try:
+                c.health()
+                break
+            except DaemonUnavailable:
+                time.sleep(0.2)
+    else:
+        raise ShipyardError(f"The daemon did not answer within 60 s; see {cfg.daemon_log_path}.")
+    click.echo(f"Shipyard is up (pid {proc.pid}): API {cfg.api_url}, "
+               f"apps on http://<service>.localhost:{cfg.http_port}")
+
+
+@cli.command()
+def down() -> None:
+    """Stop every instance, HAProxy and the daemon."""
+    cfg = settings()
+    with Client(cfg, timeout=5) as c:
+        try:
+            c.shutdown(stop_services=True)
+        except DaemonUnavailable:
+            from shipyard.controlplane.offline import stop_everything
+
+            count = stop_everything(cfg)
+            click.echo(f"Daemon was not running; stopped {count} instance(s) and HAProxy.")
+            return
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                c.health()
+                time.sleep(0.3)
+            except DaemonUnavailable:
+                click.echo("Shipyard is down.")
+                return
+    raise ShipyardError("The daemon did not stop within 90 s.")
+
+
+def _wait_and_report(c: Client, op: dict[str, Any], as_json: bool) -> None:
+    final = c.wait(op["id"], on_event=None if as_json else print_event)
+    if as_json:
+        emit_json(final)
+    if final["status"] != "succeeded":
+        raise ShipyardError(f"Operation #{op['id']} failed: {final['error']}")
+    if not as_json:
+        click.secho(f"Operation #{op['id']} succeeded.", fg="green")
+
+
+@cli.command()
+@click.option("-f", "--file", "blueprint", help="Blueprint file or directory (default: .).")
+@click.option("--repo", help="Deploy from this git repository instead of a directory.")
+@click.option("--branch", default=None, help="Branch of --repo (default: main).")
+@click.option("-s", "--service", "services", multiple=True, help="Deploy only these services.")
+@click.option("--wait", is_flag=True, help="Return when the rollout finished; fail if it failed.")
+@json_option
+def deploy(blueprint: str | None, repo: str | None, branch: str | None,
+           services: tuple[str, ...], wait: bool, as_json: bool) -> None:
+    """Build and roll out every service of a Blueprint."""
+    if branch and not repo:
+        raise UsageError("--branch needs --repo.")
+    path = blueprint if repo else str(Path(blueprint or ".").absolute())
+    with client() as c:
+        op = c.deploy(path, repo, branch, list(services) or None)
+        if not as_json:
+            print_plan(op)
+            click.echo(f"Deploy #{op['id']} started.")
+        if wait:
+            _wait_and_report(c, op, as_json)
+            if not as_json:
+                _print_urls(c, [s["service"] for s in op["steps"]])
+        elif as_json:
+            emit_json(op)
+        else:
+            click.echo(f"Follow it with: shipyard deploy-status {op['id']} --wait")
+
+
+def _print_urls(c: Client, names: list[str]) -> None:
+    for svc in c.services():
+        if svc["name"] in names and svc.get("url"):
+            click.echo(f"  {svc['name']}: {svc['url']}")
+
+
+@cli.command("deploy-status")
+@click.argument("deploy_id", type=int)
+@click.option("--wait", is_flag=True, help="Follow until the operation finishes.")
+@json_option
+def deploy_status(deploy_id: int, wait: bool, as_json: bool) -> None:
+    """Show (or follow) one deploy, rollback or scale operation."""
+    with client() as c:
+        if wait:
+            _wait_and_report(c, {"id": deploy_id}, as_json)
+            return
+        data = c.events(deploy_id)
+        if as_json:
+            emit_json(data)
+            return
+        for event in data["events"]:
+            print_event(event)
+        click.echo(f"Operation #{deploy_id}: {data['deploy']['status']}")
+
+
+@cli.command()
+@click.option("-f", "--file", "blueprint", help="Blueprint file or directory (default: .).")
+@click.option("--repo")
+@click.option("--branch", default=None)
+@json_option
+def plan(blueprint: str | None, repo: str | None, branch: str | None, as_json: bool) -> None:
+    """Show what a deploy of this Blueprint would change."""
+    path = blueprint if repo else str(Path(blueprint or ".").absolute())
+    with client() as c:
+        result = c.plan(path, repo, branch)
+    if as_json:
+        emit_json(result)
+    else:
+        print_plan(result)
+
+
+@cli.command()
+@click.argument("service", required=False)
+@json_option
+def ps(service: str | None, as_json: bool) -> None:
+    """List services and their instances."""
+    with client() as c:
+        services = [c.service(service)] if service else c.services()
+    if as_json:
+        emit_json(services)
+        return
+    rows = [[s["name"], s["type"], s["status"], s["current_release"] or "-",
+             f"{s['running_instances']}/{s['desired_instances']}", s.get("url", "")]
+            for s in services]
+    click.echo(table(["SERVICE", "TYPE", "STATUS", "RELEASE", "INSTANCES", "URL"], rows))
+    inst_rows = [[i["id"], i["state"] + (" (crash loop)" if i["crash_loop"] else ""),
+                  i["port"], i["pid"], i["restarts"], i["last_exit"] or "-", ago(i["started_at"])]
+                 for s in services for i in s["instances"]]
+    if inst_rows:
+        click.echo()
+        click.echo(table(["INSTANCE", "STATE", "PORT", "PID", "RESTARTS", "LAST EXIT",
+                          "STARTED"], inst_rows))
+
+
+@cli.command()
+@click.argument("service")
+@json_option
+def releases(service: str, as_json: bool) -> None:
+    """List a service's releases with their status."""
+    with client() as c:
+        rows = c.releases(service)
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(table(
+        ["", "RELEASE", "STATUS", "COMMIT", "CREATED", "REASON"],
+        [["*" if r["current"] else "", r["number"], r["status"], (r["git_commit"] or "-")[:10],
+          ago(r["created_at"]), r["reason"]] for r in rows]))
+
+
+@cli.command()
+@click.argument("service")
+@click.option("--to", type=int, help="Release number (default: the last good one before).")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@json_option
+def rollback(service: str, to: int | None, wait: bool, as_json: bool) -> None:
+    """Roll out an earlier release again, without rebuilding."""
+    with client() as c:
+        op = c.rollback(service, to)
+        if not as_json:
+            click.echo(f"Rolling {service} back to release {op['release']} (#{op['id']}).")
+        if wait:
+            _wait_and_report(c, op, as_json)
+        elif as_json:
+            emit_json(op)
+
+
+@cli.command()
+@click.argument("assignment", metavar="SERVICE=N")
+@click.option("--wait/--no-wait", default=True, show_default=True)
+@json_option
+def scale(assignment: str, wait: bool, as_json: bool) -> None:
+    """Set a service's number of instances."""
+    name, sep, count = assignment.partition("=")
+    if not sep or not name or not count.isdigit():
+        raise UsageError(f"Expected SERVICE=N (e.g. web=3), got {assignment!r}.")
+    with client() as c:
+        op = c.scale(name, int(count))
+        if wait:
+            _wait_and_report(c, op, as_json)
+        elif as_json:
+            emit_json(op)
+
+
+@cli.command()
+@click.argument("service")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--build", is_flag=True, help="Build (and pre-deploy) output instead of runtime.")
+@click.option("-n", "--lines", default=100, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--release", type=int, help="Only this release.")
+@json_option
+def logs(service: str, follow: bool, build: bool, lines: int, release: int | None,
+         as_json: bool) -> None:
+    """Show a service's logs."""
+    with client() as c:
+        if follow:
+            for line in c.follow_logs(service, build=build, lines=lines, release=release):
+                click.echo(line)
+            return
+        out = c.logs(service, build=build, lines=lines, release=release)
+    if as_json:
+        emit_json(out)
+    else:
+        for line in out:
+            click.echo(line)
+
+
+def main() -> None:
+    cli(prog_name="shipyard")
+
+
+if __name__ == "__main__":
+    main()

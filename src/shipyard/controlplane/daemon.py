@@ -1,0 +1,139 @@
+"""The daemon: wires concrete drivers, recovers state, supervises, serves the API.
+
+Killing it (even with SIGKILL) stops nothing else: instances and HAProxy keep serving, and the
+next daemon re-adopts them. `shipyard down` (POST /v1/shutdown) stops everything it started.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import signal
+import threading
+from pathlib import Path
+
+
+import uvicorn
+
+from shipyard.clock import SystemClock
+from shipyard.controlplane.api import create_app
+from shipyard.controlplane.context import Context
+from shipyard.controlplane.db import Database
+from shipyard.controlplane.engine import Engine
+from shipyard.controlplane.instances import stop_all
+from shipyard.controlplane.recovery import recover
+from shipyard.controlplane.secrets import SecretBox
+from shipyard.controlplane.state import State
+from shipyard.controlplane.supervisor import Supervisor
+from shipyard.drivers.haproxy.edge import EdgeOptions, HAProxyEdge
+from shipyard.drivers.local.process import LocalProcesses
+from shipyard.errors import Conflict
+from shipyard.settings import Settings
+
+log = logging.getLogger("shipyard.daemon")
+CONVERGE_STATES = ("running", "crashed", "restarting", "starting")
+
+
+def ensure_token(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token)
+    return token
+
+
+def _lock(settings: Settings) -> int:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.home / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Conflict(f"A Shipyard daemon is already running for {settings.home} "
+                       f"(pid {_read_pid(settings)}).") from None
+    settings.daemon_pid_path.write_text(str(os.getpid()))
+    return fd
+
+
+def _read_pid(settings: Settings) -> str:
+    try:
+        return settings.daemon_pid_path.read_text().strip()
+    except OSError:
+        return "?"
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        clock = SystemClock()
+        db = Database(settings.db_path)
+        edge = HAProxyEdge(
+            EdgeOptions(dir=settings.haproxy_dir, http_bind=settings.http_bind,
+                        http_port=settings.http_port),
+            haproxy_bin=settings.haproxy_bin, clock=clock)
+        self.ctx = Context(settings=settings, state=State(db, clock), box=SecretBox(
+            settings.key_path), runtime=LocalProcesses(clock), edge=edge, clock=clock)
+        self.engine = Engine(self.ctx)
+        self.supervisor = Supervisor(self.ctx, self.engine.busy)
+        self.server: uvicorn.Server | None = None
+
+    def converge(self) -> None:
+        """Bring every service with a live release back to its desired instance count."""
+        for svc in self.ctx.state.services():
+            if svc["current_release"] is None:
+                continue
+            count = sum(1 for i in self.ctx.state.instances(svc["name"], CONVERGE_STATES)
+                        if i.release == svc["current_release"])
+            if count < svc["desired_instances"]:
+                log.info("starting %s: %d of %d instance(s) running", svc["name"], count,
+                         svc["desired_instances"])
+                self.engine.scale(svc["name"], svc["desired_instances"], kind="converge")
+
+    def shutdown(self, stop_services: bool) -> None:
+        def run() -> None:
+            if stop_services:
+                self.supervisor.stop()
+                instances = self.ctx.state.instances()
+                stop_all(self.ctx, instances, grace_s=10.0)
+                self.ctx.edge.stop()
+                log.info("stopped %d instance(s) and HAProxy", len(instances))
+            if self.server is not None:
+                self.server.should_exit = True
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def serve(self) -> None:
+        lock_fd = _lock(self.settings)
+        try:
+            token = ensure_token(self.settings.token_path)
+            recover(self.ctx)
+            self.supervisor.start()
+            self.converge()
+            app = create_app(self.engine, token, self.shutdown)
+            config = uvicorn.Config(app, host="127.0.0.1", port=self.settings.api_port,
+                                    log_level="warning", access_log=False)
+            self.server = uvicorn.Server(config)
+            log.info("Shipyard API on %s, HTTP edge on %s:%d", self.settings.api_url,
+                     self.settings.http_bind, self.settings.http_port)
+            self.server.run()
+        finally:
+            self.supervisor.stop()
+            self.settings.daemon_pid_path.unlink(missing_ok=True)
+            os.close(lock_fd)
+
+
+def run_daemon(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    Daemon(settings).serve()
+
+
+__all__ = ["Daemon", "ensure_token", "run_daemon"]
+
+

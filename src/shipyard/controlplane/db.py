@@ -1,0 +1,151 @@
+"""SQLite state (WAL) under SHIPYARD_HOME. Schema changes go through MIGRATIONS.
+
+Short transactions only; every thread gets its own connection. Rows are returned as plain dicts
+so callers never hold a cursor across a slow operation.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: list[str] = [
+    # 1: initial schema
+    """
+    CREATE TABLE services (
+        name TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        spec_json TEXT NOT NULL,
+        blueprint_path TEXT NOT NULL,
+        desired_instances INTEGER NOT NULL,
+        blueprint_instances INTEGER NOT NULL,
+        internal_port INTEGER,
+        current_release INTEGER,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE releases (
+        service TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        live_at REAL,
+        config_digest TEXT NOT NULL,
+        git_commit TEXT NOT NULL DEFAULT '',
+        git_branch TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        dir TEXT NOT NULL,
+        spec_json TEXT NOT NULL,
+        env_enc BLOB NOT NULL,
+        deploy_id INTEGER,
+        PRIMARY KEY (service, number)
+    );
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        service TEXT NOT NULL,
+        release INTEGER NOT NULL,
+        port INTEGER NOT NULL,
+        pid INTEGER,
+        start_time INTEGER,
+        state TEXT NOT NULL,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        last_exit TEXT NOT NULL DEFAULT '',
+        restart_at REAL,
+        crash_times TEXT NOT NULL DEFAULT '[]',
+        log_path TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL
+    );
+    CREATE INDEX instances_service ON instances(service, state);
+    CREATE TABLE deploys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        result_json TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE deploy_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        deploy_id INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        service TEXT NOT NULL DEFAULT '',
+        level TEXT NOT NULL DEFAULT 'info',
+        message TEXT NOT NULL
+    );
+    CREATE INDEX deploy_events_deploy ON deploy_events(deploy_id, id);
+    CREATE TABLE generated_values (
+        service TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value_enc BLOB NOT NULL,
+        PRIMARY KEY (service, key)
+    );
+    """,
+]
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.tx() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for index, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {index}")
+
+    def one(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        row = self._connect().execute(sql, params).fetchone()
+        return dict(row) if row is not None else None
+
+    def all(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._connect().execute(sql, params).fetchall()]
+
+    def execute(self, sql: str, *params: Any) -> int:
+        """Run one statement in its own transaction; returns lastrowid."""
+        with self.tx() as conn:
+            cur = conn.execute(sql, params)
+            return int(cur.lastrowid or 0)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

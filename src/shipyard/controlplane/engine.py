@@ -1,0 +1,287 @@
+"""Operations on services: deploy a Blueprint, roll back, scale, converge.
+
+Each operation is validated synchronously (bad input changes nothing, invariant 4), recorded as a
+row in ``deploys``, then run in a background thread that emits progress events. One operation at
+a time per service (a second one gets Conflict naming the first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipyard.blueprint.refs import dependency_order
+from shipyard.blueprint.load import LoadedBlueprint, find_blueprint, load_blueprint
+from shipyard.controlplane.context import Context, Emit
+from shipyard.controlplane.envresolve import resolve_service_env
+from shipyard.controlplane.pipeline import BuildRequest, build_release, rollout, run_pre_deploy
+from shipyard.controlplane.routing import allocate_port
+from shipyard.controlplane.scaling import scale_to
+from shipyard.controlplane.specs import stored_spec
+from shipyard.errors import Conflict, NotFound, ShipyardError, UsageError
+from shipyard.plan.plan import Plan, make_plan
+from shipyard.rollout.choose import rollback_target
+from shipyard.source.snapshot import GitInfo, git_checkout, git_info
+
+log = logging.getLogger("shipyard.engine")
+
+
+@dataclass
+class Source:
+    loaded: LoadedBlueprint
+    root: Path
+    git: GitInfo
+    label: str
+    cleanup: Callable[[], None] = field(default=lambda: None)
+
+
+class Engine:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._guard = threading.Lock()
+        self._owners: dict[str, int] = {}  # service -> deploy id holding it
+
+    # locking -----------------------------------------------------------------------------
+    def busy(self, service: str) -> bool:
+        with self._guard:
+            return service in self._owners
+
+    def _claim(self, services: list[str], deploy_id: int) -> None:
+        with self._guard:
+            taken = {s: self._owners[s] for s in services if s in self._owners}
+            if taken:
+                self.ctx.state.finish_deploy(deploy_id, "cancelled", "conflict", {})
+                detail = ", ".join(f"{s} (operation #{d})" for s, d in taken.items())
+                raise Conflict(f"Another operation is in progress on {detail}; wait for it "
+                               "to finish (shipyard ps) and try again.", fields={"busy": taken})
+            for s in services:
+                self._owners[s] = deploy_id
+
+    def _free(self, services: list[str]) -> None:
+        with self._guard:
+            for s in services:
+                self._owners.pop(s, None)
+
+    def _spawn(self, deploy_id: int, services: list[str], work: Callable[[], dict[str, Any]]
+               ) -> None:
+        def run() -> None:
+            try:
+                result = work()
+                failed = [n for n, r in result.items() if r.get("status") != "ok"]
+                error = "; ".join(f"{n}: {result[n].get('error', '')}" for n in failed)
+                self.ctx.state.finish_deploy(deploy_id, "failed" if failed else "succeeded",
+                                             error, result)
+            except Exception as exc:  # report, never kill the daemon
+                log.exception("operation %s crashed", deploy_id)
+                msg = exc.message if isinstance(exc, ShipyardError) else f"internal error: {exc}"
+                self.ctx.state.add_event(deploy_id, msg, level="error")
+                self.ctx.state.finish_deploy(deploy_id, "failed", msg, {})
+            finally:
+                self._free(services)
+
+        threading.Thread(target=run, name=f"op-{deploy_id}", daemon=True).start()
+
+    def emitter(self, deploy_id: int, service: str) -> Emit:
+        def emit(message: str, level: str = "info") -> None:
+            self.ctx.state.add_event(deploy_id, message, service=service, level=level)
+
+        return emit
+
+    # source & plan ---------------------------------------------------------------------------
+    @contextmanager
+    def open_source(self, blueprint: str | None, repo: str | None, branch: str | None
+                    ) -> Iterator[Source]:
+        """Load the Blueprint from a directory/file or a git checkout. Caller may keep it."""
+        if repo:
+            tmp = Path(tempfile.mkdtemp(prefix="checkout-", dir=self._tmp_dir()))
+            try:
+                git = git_checkout(repo, branch or "main", tmp / "src")
+                path = tmp / "src" / blueprint if blueprint else find_blueprint(tmp / "src")
+                if not path.is_file():
+                    raise UsageError(f"{blueprint!r} does not exist in {repo} ({branch}).")
+                loaded = load_blueprint(path)
+                source = Source(loaded, loaded.root, git, f"{repo}@{branch or 'main'}",
+                                lambda: shutil.rmtree(tmp, ignore_errors=True))
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        else:
+            path = Path(blueprint or ".").expanduser().absolute()
+            if path.is_dir():
+                path = find_blueprint(path)
+            elif not path.exists():
+                raise UsageError(f"Blueprint file {str(path)!r} does not exist.",
+                                 fields={"blueprint": str(path)})
+            loaded = load_blueprint(path)
+            source = Source(loaded, loaded.root, git_info(loaded.root), str(loaded.root))
+        yield source
+
+    def _tmp_dir(self) -> Path:
+        path = self.ctx.settings.home / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def plan_for(self, loaded: LoadedBlueprint) -> Plan:
+        live: dict[str, dict[str, Any]] = {}
+        known: dict[str, str] = {}
+        from_blueprint = []
+        for svc in self.ctx.state.services():
+            known[svc["name"]] = svc["type"]
+            if svc["current_release"] is not None:
+                live[svc["name"]] = json.loads(svc["spec_json"])
+            if svc["blueprint_path"] == str(loaded.path):
+                from_blueprint.append(svc["name"])
+        specs = {s.name: stored_spec(s) for s in loaded.services}
+        return make_plan(loaded.services, specs, live, known, from_blueprint)
+
+    def plan(self, blueprint: str | None, repo: str | None, branch: str | None) -> dict[str, Any]:
+        source_cm = self.open_source(blueprint, repo, branch)
+        with source_cm as source:
+            try:
+                return self._describe(source, self.plan_for(source.loaded))
+            finally:
+                source.cleanup()
+
+    @staticmethod
+    def _describe(source: Source, plan: Plan) -> dict[str, Any]:
+        return {
+            "blueprint": str(source.loaded.path),
+            "source": source.label,
+            "commit": source.git.commit,
+            **plan.to_dict(),
+            "notices": [
+                {"location": n.location, "path": n.path, "message": n.message}
+                for n in source.loaded.notices
+            ],
+        }
+
+    # deploy ----------------------------------------------------------------------------------
+    def deploy(self, blueprint: str | None, repo: str | None = None, branch: str | None = None,
+               services: list[str] | None = None) -> dict[str, Any]:
+        with self.open_source(blueprint, repo, branch) as source:
+            try:
+                return self._submit_deploy(source, services)
+            except BaseException:
+                source.cleanup()
+                raise
+
+    def _submit_deploy(self, source: Source, only: list[str] | None) -> dict[str, Any]:
+        loaded = source.loaded
+        plan = self.plan_for(loaded)
+        if plan.problems:
+            raise UsageError("Cannot deploy this Blueprint:\n" + "\n".join(
+                f"  {p}" for p in plan.problems), fields={"problems": list(plan.problems)})
+        names = [s.name for s in loaded.services]
+        if only:
+            unknown = [n for n in only if n not in names]
+            if unknown:
+                raise NotFound(f"Service(s) {', '.join(unknown)} not in {loaded.path.name}; "
+                               f"it defines: {', '.join(names) or 'no service'}.")
+            names = [n for n in names if n in only]
+        if not names:
+            raise UsageError(f"{loaded.path.name} defines no service Shipyard can run yet.",
+                             fields={"notices": [n.message for n in loaded.notices]})
+        deploy_id = self.ctx.state.add_deploy("deploy", ",".join(names))
+        self._claim(names, deploy_id)
+        try:
+            self._register_services(loaded, names)
+        except BaseException:
+            self._free(names)
+            raise
+        for notice in loaded.notices:
+            self.ctx.state.add_event(deploy_id, f"{notice.location}: {notice.path}: "
+                                     f"{notice.message}", level="warning")
+
+        def work() -> dict[str, Any]:
+            try:
+                return self._deploy_services(deploy_id, source, names)
+            finally:
+                source.cleanup()
+
+        self._spawn(deploy_id, names, work)
+        return {"id": deploy_id, **self._describe(source, plan)}
+
+    def _register_services(self, loaded: LoadedBlueprint, names: list[str]) -> None:
+        """Create service rows (and their stable internal ports) before anything is built."""
+        for name in names:
+            spec = loaded.service(name)
+            with self.ctx.port_lock:
+                existing = self.ctx.state.find_service(name)
+                port = None
+                if spec.type in ("web", "pserv") and (existing is None
+                                                      or existing["internal_port"] is None):
+                    port = allocate_port(self.ctx)
+                self.ctx.state.upsert_service(name, spec.type, stored_spec(spec), str(loaded.path),
+                                              spec.num_instances, port)
+
+    def _deploy_services(self, deploy_id: int, source: Source, names: list[str]
+                         ) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        resolved: dict[str, dict[str, str]] = {}
+        for name in [n for n in dependency_order(source.loaded.services) if n in names]:
+            spec = source.loaded.service(name)
+            emit = self.emitter(deploy_id, name)
+            try:
+                env = resolve_service_env(self.ctx, source.loaded, spec, resolved, emit)
+                resolved[name] = env
+                req = BuildRequest(name, stored_spec(spec), spec.config_digest(), env, source.root,
+                                   source.label, source.git)
+                release = build_release(self.ctx, deploy_id, req, emit)
+                run_pre_deploy(self.ctx, release, emit)
+                rollout(self.ctx, release, emit, previous_status="superseded")
+                results[name] = {"status": "ok", "release": release["number"]}
+            except ShipyardError as exc:
+                emit(exc.message, "error")
+                results[name] = {"status": "failed", "error": exc.message}
+        return results
+
+    # rollback & scale --------------------------------------------------------------------
+    def rollback(self, service: str, to: int | None = None) -> dict[str, Any]:
+        svc = self.ctx.state.service(service)
+        target = rollback_target(self.ctx.state.releases(service), svc["current_release"], to)
+        release = self.ctx.state.release(service, target)
+        deploy_id = self.ctx.state.add_deploy("rollback", service)
+        self._claim([service], deploy_id)
+        emit = self.emitter(deploy_id, service)
+        emit(f"rolling back from release {svc['current_release']} to release {target} "
+             "(no rebuild)", "info")
+
+        def work() -> dict[str, Any]:
+            try:
+                rollout(self.ctx, release, emit, previous_status="rolled-back")
+            except ShipyardError as exc:
+                emit(exc.message, "error")
+                return {service: {"status": "failed", "error": exc.message}}
+            return {service: {"status": "ok", "release": target}}
+
+        self._spawn(deploy_id, [service], work)
+        return {"id": deploy_id, "service": service, "release": target}
+
+    def scale(self, service: str, count: int, kind: str = "scale") -> dict[str, Any]:
+        if not 1 <= count <= 100:
+            raise UsageError(f"Cannot scale {service} to {count}: instances must be 1 to 100.")
+        svc = self.ctx.state.service(service)
+        if svc["current_release"] is None:
+            raise Conflict(f"{service} has no live release yet; deploy it before scaling.")
+        deploy_id = self.ctx.state.add_deploy(kind, f"{service}={count}")
+        self._claim([service], deploy_id)
+        emit = self.emitter(deploy_id, service)
+
+        def work() -> dict[str, Any]:
+            try:
+                scale_to(self.ctx, service, count, emit, persist=kind == "scale")
+            except ShipyardError as exc:
+                emit(exc.message, "error")
+                return {service: {"status": "failed", "error": exc.message}}
+            return {service: {"status": "ok", "instances": count}}
+
+        self._spawn(deploy_id, [service], work)
+        return {"id": deploy_id, "service": service, "instances": count}

@@ -1,0 +1,235 @@
+"""Instance lifecycle: start with the platform env, wait until healthy, drain and stop.
+
+Invariant 1: an instance enters the routing table only after its own health check passed.
+Invariant 2: it is stopped only after the edge stopped sending it requests and its in-flight
+requests finished (or the drain timeout passed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shipyard.controlplane.context import Context, Emit
+from shipyard.controlplane.routing import allocate_port, external_host, sync_routes
+from shipyard.controlplane.state import Instance
+from shipyard.drivers.local.process import ProcessHandle, ProcessSpec, tail
+from shipyard.observe.health import Probe
+from shipyard.release.store import instance_log, release_paths
+
+BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR")
+WORKER_SETTLE_S = 2.0
+EDGE_UP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class StartFailure:
+    instance: str
+    reason: str
+    log_tail: tuple[str, ...]
+
+    def describe(self) -> str:
+        lines = "\n".join(f"    | {line}" for line in self.log_tail[-10:])
+        return f"{self.instance}: {self.reason}" + (f"\n  last log lines:\n{lines}" if lines else "")
+
+
+def base_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.setdefault("LANG", "C.UTF-8")
+    return env
+
+
+def platform_env(ctx: Context, svc: dict[str, Any], release: dict[str, Any]) -> dict[str, str]:
+    """Render's platform variables (REFERENCE: apps gate behaviour on them)."""
+    name = svc["name"]
+    host = external_host(ctx.settings, svc["type"], name)
+    env = {
+        "RENDER": "true",
+        "IS_PULL_REQUEST": "false",
+        "RENDER_SERVICE_NAME": name,
+        "RENDER_SERVICE_TYPE": svc["type"],
+        "RENDER_GIT_COMMIT": release["git_commit"],
+        "RENDER_GIT_BRANCH": release["git_branch"],
+        "RENDER_EXTERNAL_HOSTNAME": host,
+    }
+    if svc["type"] == "web":
+        env["RENDER_EXTERNAL_URL"] = ctx.settings.public_url(name)
+    return env
+
+
+def start_instance(ctx: Context, svc: dict[str, Any], release: dict[str, Any],
+                   existing: Instance | None = None) -> Instance:
+    """Start one instance of ``release`` (or restart ``existing`` on its port)."""
+    name = svc["name"]
+    spec = json.loads(release["spec_json"])
+    with ctx.port_lock:
+        if existing is None:
+            inst_id = f"{name}-r{release['number']}-{secrets.token_hex(3)}"
+            port = allocate_port(ctx)
+            log_path = instance_log(ctx.settings.services_dir, name, inst_id)
+            ctx.state.add_instance(inst_id, name, release["number"], port, str(log_path))
+        else:
+            inst_id, port = existing.id, existing.port
+            log_path = instance_log(ctx.settings.services_dir, name, inst_id)
+    env = {**base_env(), **ctx.box.decrypt_env(release["env_enc"]),
+           **platform_env(ctx, svc, release), "PORT": str(port), "RENDER_INSTANCE_ID": inst_id}
+    workdir = release_paths(ctx.settings.services_dir, name, release["number"]).workdir(
+        spec.get("root_dir", ""))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = ctx.runtime.start(ProcessSpec(
+        command=spec["start_command"], cwd=workdir, env=env, log_path=log_path))
+    ctx.state.update_instance(inst_id, pid=handle.pid, start_time=handle.start_time,
+                              started_at=ctx.clock.now())
+    return ctx.state.instance(inst_id)
+
+
+def handle_of(inst: Instance) -> ProcessHandle:
+    return ProcessHandle(pid=inst.pid or 0, start_time=inst.start_time or 0)
+
+
+def wait_healthy(ctx: Context, svc: dict[str, Any], instances: list[Instance],
+                 timeout_s: float, emit: Emit) -> list[StartFailure]:
+    """Poll every instance until healthy, dead, or out of time. Returns the failures."""
+    spec = json.loads(svc["spec_json"])
+    pending = {i.id: i for i in instances}
+    failures: list[StartFailure] = []
+    deadline = ctx.clock.monotonic() + timeout_s
+    last_detail: dict[str, str] = {}
+    started = ctx.clock.monotonic()
+    while pending:
+        for inst in list(pending.values()):
+            status = ctx.runtime.status(handle_of(inst))
+            if not status.running:
+                del pending[inst.id]
+                failures.append(StartFailure(inst.id, _exit_reason(status.exit_code, status.signal),
+                                             tuple(tail(_log(inst), 20))))
+                continue
+            if svc["type"] == "worker":
+                if ctx.clock.monotonic() - started >= min(WORKER_SETTLE_S, timeout_s):
+                    del pending[inst.id]
+                continue
+            inst = _follow_actual_port(ctx, inst, emit)
+            pending[inst.id] = inst
+            probe = Probe(port=inst.port, path=spec.get("health_check_path"),
+                          host_header=external_host(ctx.settings, svc["type"], svc["name"]),
+                          timeout_s=min(5.0, timeout_s))
+            result = probe.check()
+            last_detail[inst.id] = result.detail
+            if result.healthy:
+                del pending[inst.id]
+                emit(f"{inst.id} is healthy ({result.detail})", "info")
+        if pending and ctx.clock.monotonic() >= deadline:
+            for inst in pending.values():
+                reason = (f"did not become healthy within {timeout_s:g} s "
+                          f"(last check: {last_detail.get(inst.id, 'none')})")
+                failures.append(StartFailure(inst.id, reason, tuple(tail(_log(inst), 20))))
+            break
+        if pending:
+            ctx.clock.sleep(ctx.settings.health_interval_s)
+    return failures
+
+
+def _follow_actual_port(ctx: Context, inst: Instance, emit: Emit) -> Instance:
+    """Apps that ignore $PORT (fixed 3000/8000): route to the one port the instance opened."""
+    if ctx.clock.now() - (inst.started_at or 0) < 3:
+        return inst
+    ports = ctx.runtime.ports_listening(handle_of(inst))
+    if inst.port in ports or len(ports) != 1:
+        return inst
+    actual = next(iter(ports))
+    emit(f"{inst.id} ignores $PORT={inst.port} and listens on {actual}; routing to {actual}",
+         "warning")
+    ctx.state.update_instance(inst.id, port=actual)
+    return ctx.state.instance(inst.id)
+
+
+def _exit_reason(code: int | None, sig: int | None) -> str:
+    if sig:
+        return f"exited on signal {sig} before becoming healthy"
+    if code is None:
+        return "exited before becoming healthy"
+    return f"exited with code {code} before becoming healthy"
+
+
+def _log(inst: Instance) -> Path:
+    return Path(inst.log_path)
+
+
+def wait_edge_up(ctx: Context, svc: dict[str, Any], instances: list[Instance]) -> list[str]:
+    """After routing new servers: wait until HAProxy itself reports them UP. Returns laggards."""
+    if svc["type"] == "worker":
+        return []
+    deadline = ctx.clock.monotonic() + EDGE_UP_TIMEOUT_S
+    pending = {i.id for i in instances}
+    while pending and ctx.clock.monotonic() < deadline:
+        for inst_id in list(pending):
+            stats = ctx.edge.server_stats(svc["name"], inst_id)
+            if stats is not None and stats.status.upper().startswith(("UP", "NO CHECK")):
+                pending.discard(inst_id)
+        if pending:
+            ctx.clock.sleep(0.1)
+    return sorted(pending)
+
+
+def drain_and_stop(ctx: Context, svc: dict[str, Any], instances: list[Instance],
+                   emit: Emit) -> None:
+    """Drain routed instances until no request is in flight, then SIGTERM, then SIGKILL."""
+    if not instances:
+        return
+    spec = json.loads(svc["spec_json"])
+    if svc["type"] != "worker":
+        for inst in instances:
+            ctx.state.update_instance(inst.id, state="draining")
+        sync_routes(ctx)
+        timeout = spec.get("drain_timeout_seconds") or ctx.settings.drain_timeout_s
+        busy = wait_idle(ctx, svc["name"], [i.id for i in instances], float(timeout))
+        if busy:
+            emit(f"drain timeout ({timeout:g} s) passed with requests still in flight on "
+                 f"{', '.join(busy)}", "warning")
+    for inst in instances:
+        ctx.state.update_instance(inst.id, state="stopping")
+    sync_routes(ctx)
+    stop_all(ctx, instances, float(spec.get("max_shutdown_delay_seconds", 30)))
+    emit(f"stopped {', '.join(i.id for i in instances)}", "info")
+
+
+def wait_idle(ctx: Context, backend: str, servers: list[str], timeout_s: float) -> list[str]:
+    """Wait until HAProxy reports scur == qcur == 0 for each server and no old worker remains."""
+    deadline = ctx.clock.monotonic() + timeout_s
+    while True:
+        busy = []
+        for server in servers:
+            stats = ctx.edge.server_stats(backend, server)
+            if stats is not None and not stats.idle:
+                busy.append(server)
+        if not busy and ctx.edge.old_workers() > 0:
+            busy = ["(a previous HAProxy worker)"]
+        if not busy or ctx.clock.monotonic() >= deadline:
+            return busy
+        ctx.clock.sleep(0.05)
+
+
+def stop_all(ctx: Context, instances: list[Instance], grace_s: float) -> None:
+    """SIGTERM every instance's process group at once; SIGKILL after ``grace_s``."""
+    def stop(inst: Instance) -> None:
+        status = ctx.runtime.stop(handle_of(inst), grace_s)
+        ctx.state.update_instance(inst.id, state="stopped",
+                                  last_exit=_describe_exit(status.exit_code, status.signal))
+
+    threads = [threading.Thread(target=stop, args=(i,), daemon=True) for i in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _describe_exit(code: int | None, sig: int | None) -> str:
+    if sig:
+        return f"signal {sig}"
+    return "" if code is None else f"exit code {code}"

@@ -1,0 +1,27 @@
+"""`shipyard down` when the daemon is not running: stop what the state says is running."""
+
+from __future__ import annotations
+
+from shipyard.clock import SystemClock
+from shipyard.controlplane.db import Database
+from shipyard.controlplane.instances import handle_of
+from shipyard.controlplane.state import State
+from shipyard.drivers.haproxy.edge import EdgeOptions, HAProxyEdge
+from shipyard.drivers.local.process import LocalProcesses
+from shipyard.settings import Settings
+
+
+def stop_everything(settings: Settings) -> int:
+    if not settings.db_path.exists():
+        return 0
+    clock = SystemClock()
+    state = State(Database(settings.db_path), clock)
+    runtime = LocalProcesses(clock)
+    instances = state.instances()
+    for inst in instances:
+        runtime.stop(handle_of(inst), 10.0)
+        state.update_instance(inst.id, state="stopped")
+    HAProxyEdge(EdgeOptions(dir=settings.haproxy_dir, http_bind=settings.http_bind,
+                            http_port=settings.http_port),
+                haproxy_bin=settings.haproxy_bin).stop()
+    return len(instances)

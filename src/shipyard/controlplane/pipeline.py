@@ -1,0 +1,175 @@
+"""One service's deploy: build -> release -> pre-deploy -> rollout (health-gated, drained).
+
+Invariant 3: a failed build, pre-deploy command, start or health check leaves the current
+release serving — new instances are never routed before they pass their own health check, and
+old ones are drained only after the new ones are UP in HAProxy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shipyard.build.builder import run_logged
+from shipyard.controlplane.context import Context, Emit
+from shipyard.controlplane.instances import (
+    base_env,
+    drain_and_stop,
+    platform_env,
+    start_instance,
+    stop_all,
+    wait_edge_up,
+    wait_healthy,
+)
+from shipyard.controlplane.routing import sync_routes
+from shipyard.controlplane.state import Instance
+from shipyard.errors import BuildFailed, DeployFailed
+from shipyard.release.store import release_paths
+from shipyard.source.snapshot import GitInfo, copy_tree
+
+PRE_DEPLOY_TIMEOUT_S = 1800.0
+# Instances that belong to the release being replaced (any state but stopped/failed).
+REPLACEABLE = ("running", "crashed", "restarting", "starting")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    service: str
+    spec: dict[str, Any]  # ServiceSpec.to_dict()
+    config_digest: str
+    env: dict[str, str]  # resolved service env (secret)
+    source_root: Path
+    source_label: str
+    git: GitInfo
+
+
+def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -> dict[str, Any]:
+    """Create release N, copy the source, run the build. Returns the release row."""
+    number = ctx.state.next_release_number(req.service)
+    paths = release_paths(ctx.settings.services_dir, req.service, number)
+    ctx.state.add_release(
+        service=req.service, number=number, status="building", config_digest=req.config_digest,
+        git_commit=req.git.commit, git_branch=req.git.branch, source=req.source_label,
+        dir=str(paths.dir), spec_json=json.dumps(req.spec),
+        env_enc=ctx.box.encrypt_env(req.env), deploy_id=deploy_id,
+    )
+    release = ctx.state.release(req.service, number)
+    emit(f"release {number}: copying source from {req.source_label}", "info")
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    copy_tree(req.source_root, paths.app)
+    workdir = paths.workdir(req.spec.get("root_dir", ""))
+    if not workdir.is_dir():
+        reason = f"rootDir {req.spec.get('root_dir')!r} does not exist in {req.source_label}"
+        ctx.state.set_release_status(req.service, number, "build-failed", reason)
+        raise BuildFailed(f"{req.service}: {reason}", fields={"service": req.service})
+    command = req.spec.get("build_command")
+    if command:
+        emit(f"release {number}: building ({command})", "info")
+        svc = ctx.state.service(req.service)
+        env = {**base_env(), **req.env, **platform_env(ctx, svc, release), "CI": "true"}
+        result = run_logged(ctx.runtime, label="build", command=command, cwd=workdir, env=env,
+                            log_path=paths.build_log, timeout_s=ctx.settings.build_timeout_s)
+        if not result.ok:
+            reason = f"build command exited with code {result.exit_code}"
+            ctx.state.set_release_status(req.service, number, "build-failed", reason)
+            raise BuildFailed(
+                f"{req.service}: {reason}; the current release keeps serving.\n"
+                + _indent(result.log_tail) + f"\n  (full log: shipyard logs {req.service} --build)",
+                fields={"service": req.service, "release": number},
+            )
+    else:
+        paths.build_log.write_text("==> no buildCommand\n")
+    ctx.state.set_release_status(req.service, number, "built")
+    emit(f"release {number}: build succeeded", "info")
+    return ctx.state.release(req.service, number)
+
+
+def run_pre_deploy(ctx: Context, release: dict[str, Any], emit: Emit) -> None:
+    spec = json.loads(release["spec_json"])
+    command = spec.get("pre_deploy_command")
+    if not command:
+        return
+    name, number = release["service"], release["number"]
+    paths = release_paths(ctx.settings.services_dir, name, number)
+    emit(f"release {number}: running preDeployCommand ({command})", "info")
+    svc = ctx.state.service(name)
+    env = {**base_env(), **ctx.box.decrypt_env(release["env_enc"]),
+           **platform_env(ctx, svc, release)}
+    result = run_logged(ctx.runtime, label="pre-deploy", command=command,
+                        cwd=paths.workdir(spec.get("root_dir", "")), env=env,
+                        log_path=paths.build_log, timeout_s=PRE_DEPLOY_TIMEOUT_S)
+    if not result.ok:
+        reason = f"preDeployCommand exited with code {result.exit_code}"
+        ctx.state.set_release_status(name, number, "failed", reason)
+        raise DeployFailed(f"{name}: {reason}; the deploy was cancelled and the current release "
+                           "keeps serving.\n" + _indent(result.log_tail),
+                           fields={"service": name, "release": number})
+
+
+def rollout(ctx: Context, release: dict[str, Any], emit: Emit, *, previous_status: str) -> None:
+    """Start the new instances beside the old, switch traffic, drain and stop the old ones."""
+    name, number = release["service"], release["number"]
+    svc = ctx.state.service(name)
+    spec = json.loads(release["spec_json"])
+    desired = max(1, int(svc["desired_instances"]))
+    old = ctx.state.instances(name, states=REPLACEABLE)
+    ctx.state.set_release_status(name, number, "deploying")
+    emit(f"release {number}: starting {desired} instance(s) beside {len(old)} running", "info")
+    new = [start_instance(ctx, svc, release) for _ in range(desired)]
+    new_svc = {**svc, "spec_json": release["spec_json"]}
+    timeout = float(spec.get("health_check_timeout_seconds") or ctx.settings.health_timeout_s)
+    failures = wait_healthy(ctx, new_svc, new, timeout, emit)
+    if failures:
+        _abandon(ctx, new)
+        reason = "; ".join(f.reason for f in failures)
+        ctx.state.set_release_status(name, number, "failed", reason)
+        raise DeployFailed(
+            f"{name}: release {number} failed to start, no request reached it and the current "
+            "release keeps serving:\n" + "\n".join("  " + f.describe() for f in failures),
+            fields={"service": name, "release": number},
+        )
+    for inst in new:
+        ctx.state.update_instance(inst.id, state="running")
+    _promote(ctx, svc, new_svc, number, previous_status)
+    sync_routes(ctx)
+    laggards = wait_edge_up(ctx, new_svc, new)
+    if laggards:
+        _abandon(ctx, new, routed=True)
+        reason = f"HAProxy's health check did not mark {', '.join(laggards)} UP"
+        ctx.state.set_release_status(name, number, "failed", reason)
+        if svc["current_release"] is not None:  # `svc` predates the promotion: put it back
+            _promote(ctx, svc, svc, svc["current_release"], "live")
+        raise DeployFailed(f"{name}: {reason}; the current release keeps serving.",
+                           fields={"service": name, "release": number})
+    emit(f"release {number}: {len(new)} instance(s) receiving traffic; draining {len(old)} old",
+         "info")
+    drain_and_stop(ctx, svc, old, emit)
+    emit(f"release {number} is live", "info")
+
+
+def _promote(ctx: Context, svc: dict[str, Any], new_svc: dict[str, Any], number: int,
+             previous_status: str) -> None:
+    """Make ``number`` the live release and its spec the service's spec."""
+    name = svc["name"]
+    current = svc["current_release"]
+    if current is not None and current != number:
+        ctx.state.set_release_status(name, current, previous_status)
+    ctx.state.set_release_status(name, number, "live")
+    ctx.state.set_current_release(name, number)
+    ctx.state.set_service_spec(name, json.loads(new_svc["spec_json"]))
+
+
+def _abandon(ctx: Context, instances: list[Instance], routed: bool = False) -> None:
+    for inst in instances:
+        ctx.state.update_instance(inst.id, state="stopping")
+    if routed:
+        sync_routes(ctx)
+    stop_all(ctx, instances, grace_s=5.0)
+    for inst in instances:
+        ctx.state.update_instance(inst.id, state="failed")
+
+
+def _indent(lines: tuple[str, ...]) -> str:
+    return "\n".join(f"    | {line}" for line in lines[-15:])

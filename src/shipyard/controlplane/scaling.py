@@ -1,0 +1,66 @@
+"""Manual scaling (and convergence after a restart): add health-checked instances or drain
+extra ones, always of the live release."""
+
+from __future__ import annotations
+
+import json
+
+from shipyard.controlplane.context import Context, Emit
+from shipyard.controlplane.instances import (
+    drain_and_stop,
+    start_instance,
+    stop_all,
+    wait_edge_up,
+    wait_healthy,
+)
+from shipyard.controlplane.routing import sync_routes
+from shipyard.controlplane.state import Instance
+from shipyard.errors import DeployFailed
+
+COUNTED = ("running", "crashed", "restarting", "starting")
+
+
+def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: bool) -> None:
+    svc = ctx.state.service(service)
+    release = ctx.state.release(service, svc["current_release"])
+    current = [i for i in ctx.state.instances(service, states=COUNTED)
+               if i.release == svc["current_release"]]
+    previous_desired = svc["desired_instances"]
+    if persist:
+        ctx.state.set_desired(service, count)
+    if count > len(current):
+        emit(f"starting {count - len(current)} instance(s) of release {release['number']}", "info")
+        new = [start_instance(ctx, svc, release) for _ in range(count - len(current))]
+        timeout = float(json.loads(release["spec_json"]).get(
+            "health_check_timeout_seconds") or ctx.settings.health_timeout_s)
+        failures = wait_healthy(ctx, svc, new, timeout, emit)
+        if failures:
+            _stop_failed(ctx, new)
+            if persist:
+                ctx.state.set_desired(service, previous_desired)
+            raise DeployFailed(f"{service}: scaling up failed; nothing changed:\n"
+                               + "\n".join("  " + f.describe() for f in failures))
+        for inst in new:
+            ctx.state.update_instance(inst.id, state="running")
+        sync_routes(ctx)
+        wait_edge_up(ctx, svc, new)
+        emit(f"{service} now runs {count} instance(s)", "info")
+    elif count < len(current):
+        extra = _pick_extra(current, len(current) - count)
+        emit(f"draining {len(extra)} instance(s): {', '.join(i.id for i in extra)}", "info")
+        drain_and_stop(ctx, svc, extra, emit)
+        emit(f"{service} now runs {count} instance(s)", "info")
+    else:
+        emit(f"{service} already runs {count} instance(s)", "info")
+
+
+def _pick_extra(instances: list[Instance], n: int) -> list[Instance]:
+    """Crashed ones first, then the newest."""
+    ranked = sorted(instances, key=lambda i: (i.state == "running", -i.created_at))
+    return ranked[:n]
+
+
+def _stop_failed(ctx: Context, instances: list[Instance]) -> None:
+    stop_all(ctx, instances, grace_s=5.0)
+    for inst in instances:
+        ctx.state.update_instance(inst.id, state="failed")

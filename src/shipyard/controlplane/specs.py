@@ -1,0 +1,25 @@
+"""The spec as stored in state: env var values replaced by a digest (values live only in the
+encrypted env snapshot), so a changed value still shows up in `plan` but is never stored or
+returned in clear."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from shipyard.blueprint.model import ServiceSpec
+
+
+def stored_spec(spec: ServiceSpec) -> dict[str, Any]:
+    data = spec.to_dict()
+    data["env_vars"] = [_redact(e) for e in data.get("env_vars", [])]
+    data["domains"] = list(data.get("domains", []))
+    return data
+
+
+def _redact(entry: dict[str, Any]) -> dict[str, Any]:
+    kind = next((k for k in ("value", "generate", "from_service", "from_database", "from_group")
+                 if entry.get(k) not in (None, False)), "sync")
+    digest = hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
+    return {"key": entry.get("key") or entry.get("from_group"), "kind": kind, "digest": digest}

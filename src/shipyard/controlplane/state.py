@@ -1,0 +1,217 @@
+"""Typed access to the control-plane tables. Every method is one short transaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shipyard.clock import Clock
+from shipyard.controlplane.db import Database
+from shipyard.errors import NotFound
+
+# Release statuses: building -> built -> deploying -> live -> superseded | rolled-back;
+# building -> build-failed; built/deploying -> failed.
+GOOD_RELEASE = ("live", "superseded", "rolled-back")
+# Instance states. Only "running" and "draining" instances appear in the routing table.
+ACTIVE_INSTANCE = ("starting", "running", "draining", "crashed", "restarting", "stopping")
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    service: str
+    release: int
+    port: int
+    pid: int | None
+    start_time: int | None
+    state: str
+    restarts: int
+    last_exit: str
+    restart_at: float | None
+    crash_times: tuple[float, ...]
+    log_path: str
+    created_at: float
+    started_at: float | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Instance:
+        data = dict(row)
+        data["crash_times"] = tuple(json.loads(data["crash_times"]))
+        return cls(**data)
+
+
+class State:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    # services ------------------------------------------------------------------------------
+    def service(self, name: str) -> dict[str, Any]:
+        row = self.db.one("SELECT * FROM services WHERE name = ?", name)
+        if row is None:
+            names = [r["name"] for r in self.services()]
+            hint = f" Known services: {', '.join(names)}." if names else " No service deployed yet."
+            raise NotFound(f"Service {name!r} does not exist.{hint}", fields={"service": name})
+        return row
+
+    def find_service(self, name: str) -> dict[str, Any] | None:
+        return self.db.one("SELECT * FROM services WHERE name = ?", name)
+
+    def services(self) -> list[dict[str, Any]]:
+        return self.db.all("SELECT * FROM services ORDER BY name")
+
+    def upsert_service(
+        self, name: str, type_: str, spec: dict[str, Any], blueprint_path: str, instances: int,
+        internal_port: int | None,
+    ) -> None:
+        now = self.clock.now()
+        with self.db.tx() as conn:
+            row = conn.execute(
+                "SELECT blueprint_instances, desired_instances FROM services WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO services VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (name, type_, json.dumps(spec), blueprint_path, instances, instances,
+                     internal_port, None, now, now),
+                )
+                return
+            # A manual `scale` wins until the Blueprint's numInstances itself changes (Render).
+            desired = instances if row["blueprint_instances"] != instances else row[
+                "desired_instances"]
+            conn.execute(
+                "UPDATE services SET type=?, spec_json=?, blueprint_path=?, desired_instances=?,"
+                " blueprint_instances=?, internal_port=COALESCE(internal_port, ?), updated_at=?"
+                " WHERE name=?",
+                (type_, json.dumps(spec), blueprint_path, desired, instances, internal_port, now,
+                 name),
+            )
+
+    def set_desired(self, name: str, count: int) -> None:
+        self.db.execute("UPDATE services SET desired_instances=?, updated_at=? WHERE name=?",
+                        count, self.clock.now(), name)
+
+    def set_current_release(self, name: str, number: int) -> None:
+        self.db.execute("UPDATE services SET current_release=?, updated_at=? WHERE name=?",
+                        number, self.clock.now(), name)
+
+    def set_service_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.db.execute("UPDATE services SET spec_json=?, updated_at=? WHERE name=?",
+                        json.dumps(spec), self.clock.now(), name)
+
+    def used_ports(self) -> set[int]:
+        ports = {r["internal_port"] for r in self.db.all(
+            "SELECT internal_port FROM services WHERE internal_port IS NOT NULL")}
+        ports |= {r["port"] for r in self.db.all(
+            "SELECT port FROM instances WHERE state NOT IN ('stopped', 'failed')")}
+        return ports
+
+    # releases ------------------------------------------------------------------------------
+    def next_release_number(self, service: str) -> int:
+        row = self.db.one("SELECT MAX(number) AS n FROM releases WHERE service = ?", service)
+        return int(row["n"] or 0) + 1 if row else 1
+
+    def add_release(self, **values: Any) -> None:
+        values.setdefault("created_at", self.clock.now())
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        self.db.execute(f"INSERT INTO releases ({cols}) VALUES ({marks})", *values.values())
+
+    def release(self, service: str, number: int) -> dict[str, Any]:
+        row = self.db.one("SELECT * FROM releases WHERE service=? AND number=?", service, number)
+        if row is None:
+            raise NotFound(f"Service {service!r} has no release {number}.",
+                           fields={"service": service, "release": number})
+        return row
+
+    def releases(self, service: str) -> list[dict[str, Any]]:
+        return self.db.all("SELECT * FROM releases WHERE service=? ORDER BY number DESC", service)
+
+    def set_release_status(self, service: str, number: int, status: str, reason: str = "") -> None:
+        now = self.clock.now()
+        live_at = now if status == "live" else None
+        self.db.execute(
+            "UPDATE releases SET status=?, reason=?, finished_at=COALESCE(finished_at, ?),"
+            " live_at=COALESCE(?, live_at) WHERE service=? AND number=?",
+            status, reason, now if status != "building" else None, live_at, service, number,
+        )
+
+    # instances -----------------------------------------------------------------------------
+    def add_instance(self, inst_id: str, service: str, release: int, port: int,
+                     log_path: str) -> None:
+        self.db.execute(
+            "INSERT INTO instances (id, service, release, port, state, log_path, created_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            inst_id, service, release, port, "starting", log_path, self.clock.now(),
+        )
+
+    def instance(self, inst_id: str) -> Instance:
+        row = self.db.one("SELECT * FROM instances WHERE id = ?", inst_id)
+        if row is None:
+            raise NotFound(f"Instance {inst_id!r} does not exist.")
+        return Instance.from_row(row)
+
+    def instances(self, service: str | None = None, states: tuple[str, ...] = ACTIVE_INSTANCE
+                  ) -> list[Instance]:
+        marks = ",".join("?" for _ in states)
+        sql = f"SELECT * FROM instances WHERE state IN ({marks})"
+        params: list[Any] = list(states)
+        if service is not None:
+            sql += " AND service = ?"
+            params.append(service)
+        return [Instance.from_row(r) for r in self.db.all(sql + " ORDER BY created_at", *params)]
+
+    def update_instance(self, inst_id: str, **values: Any) -> None:
+        if "crash_times" in values:
+            values["crash_times"] = json.dumps(list(values["crash_times"]))
+        sets = ", ".join(f"{k}=?" for k in values)
+        self.db.execute(f"UPDATE instances SET {sets} WHERE id=?", *values.values(), inst_id)
+
+    # deploys -------------------------------------------------------------------------------
+    def add_deploy(self, kind: str, target: str) -> int:
+        return self.db.execute(
+            "INSERT INTO deploys (kind, target, status, created_at) VALUES (?,?,?,?)",
+            kind, target, "running", self.clock.now(),
+        )
+
+    def finish_deploy(self, deploy_id: int, status: str, error: str,
+                      result: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE deploys SET status=?, error=?, finished_at=?, result_json=? WHERE id=?",
+            status, error, self.clock.now(), json.dumps(result), deploy_id,
+        )
+
+    def deploy(self, deploy_id: int) -> dict[str, Any]:
+        row = self.db.one("SELECT * FROM deploys WHERE id=?", deploy_id)
+        if row is None:
+            raise NotFound(f"Deploy {deploy_id} does not exist.")
+        row["result"] = json.loads(row.pop("result_json"))
+        return row
+
+    def running_deploys(self) -> list[dict[str, Any]]:
+        return self.db.all("SELECT * FROM deploys WHERE status = 'running'")
+
+    def add_event(self, deploy_id: int, message: str, service: str = "",
+                  level: str = "info") -> None:
+        self.db.execute(
+            "INSERT INTO deploy_events (deploy_id, ts, service, level, message) VALUES (?,?,?,?,?)",
+            deploy_id, self.clock.now(), service, level, message,
+        )
+
+    def events(self, deploy_id: int, after: int = 0) -> list[dict[str, Any]]:
+        return self.db.all(
+            "SELECT * FROM deploy_events WHERE deploy_id=? AND id>? ORDER BY id", deploy_id, after)
+
+    # generated values ----------------------------------------------------------------------
+    def generated_values(self, service: str) -> dict[str, bytes]:
+        rows = self.db.all("SELECT key, value_enc FROM generated_values WHERE service=?", service)
+        return {r["key"]: r["value_enc"] for r in rows}
+
+    def save_generated(self, service: str, values: dict[str, bytes]) -> None:
+        with self.db.tx() as conn:
+            for key, token in values.items():
+                conn.execute(
+                    "INSERT OR IGNORE INTO generated_values (service, key, value_enc)"
+                    " VALUES (?,?,?)", (service, key, token))
+

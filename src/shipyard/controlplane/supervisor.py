@@ -1,0 +1,117 @@
+"""Keep instances running: notice crashes, take them out of routing, restart with backoff.
+
+A crashed instance is restarted on the same port; it is routed again only after its health
+check passes. A crash loop keeps being retried at the backoff pace and is reported in `ps`.
+Services with an operation in progress are left to that operation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+
+from shipyard.controlplane.context import Context
+from shipyard.controlplane.instances import handle_of, start_instance, wait_healthy
+from shipyard.controlplane.routing import sync_routes
+from shipyard.controlplane.state import Instance
+
+log = logging.getLogger("shipyard.supervisor")
+
+
+class Supervisor:
+    def __init__(self, ctx: Context, busy: Callable[[str], bool], interval_s: float = 0.5) -> None:
+        self.ctx = ctx
+        self.busy = busy
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._restarting: set[str] = set()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.tick()
+            except Exception:  # the loop must survive anything; the next tick retries
+                log.exception("supervisor tick failed")
+
+    def tick(self) -> None:
+        now = self.ctx.clock.now()
+        crashed_any = False
+        for inst in self.ctx.state.instances(states=("running", "crashed")):
+            if inst.state == "running" and not self.ctx.runtime.alive(handle_of(inst)):
+                self._record_crash(inst, now)
+                crashed_any = True
+            elif (inst.state == "crashed" and inst.id not in self._restarting
+                  and (inst.restart_at or 0) <= now and not self.busy(inst.service)):
+                self._restart_async(inst)
+        if crashed_any:
+            sync_routes(self.ctx)
+
+    def _record_crash(self, inst: Instance, now: float) -> None:
+        status = self.ctx.runtime.status(handle_of(inst))
+        if status.signal:
+            exit_text = f"killed by signal {status.signal}"
+        elif status.exit_code is not None:
+            exit_text = f"exited with code {status.exit_code}"
+        else:
+            exit_text = "exited"
+        crashes = (*self.ctx.policy.recent(inst.crash_times, now), now)
+        delay = self.ctx.policy.delay(crashes, now)
+        looping = self.ctx.policy.crash_looping(crashes, now)
+        log.warning("instance %s %s; restart in %.0f s%s", inst.id, exit_text, delay,
+                    " (crash loop)" if looping else "")
+        self.ctx.state.update_instance(inst.id, state="crashed", last_exit=exit_text,
+                                       crash_times=crashes, restart_at=now + delay)
+
+    def _restart_async(self, inst: Instance) -> None:
+        self._restarting.add(inst.id)
+        threading.Thread(target=self._restart, args=(inst,), daemon=True,
+                         name=f"restart-{inst.id}").start()
+
+    def _restart(self, inst: Instance) -> None:
+        try:
+            svc = self.ctx.state.service(inst.service)
+            if svc["current_release"] != inst.release:
+                self.ctx.state.update_instance(inst.id, state="stopped")
+                return
+            release = self.ctx.state.release(inst.service, inst.release)
+            self.ctx.state.update_instance(inst.id, state="restarting",
+                                           restarts=inst.restarts + 1)
+            restarted = start_instance(self.ctx, svc, release, existing=inst)
+            timeout = float(json.loads(release["spec_json"]).get("health_check_timeout_seconds")
+                            or self.ctx.settings.health_timeout_s)
+            failures = wait_healthy(self.ctx, {**svc, "spec_json": release["spec_json"]},
+                                    [restarted], timeout, lambda m, lvl: log.info("%s", m))
+            self._finish(restarted, ok=not failures)
+        except Exception:
+            log.exception("restart of %s failed", inst.id)
+        finally:
+            self._restarting.discard(inst.id)
+
+    def _finish(self, inst: Instance, ok: bool) -> None:
+        with self.ctx.route_lock:
+            current = self.ctx.state.instance(inst.id)
+            if current.state != "restarting":  # a deploy or scale took it over meanwhile
+                self.ctx.runtime.stop(handle_of(current), 5.0)
+                return
+            if ok:
+                self.ctx.state.update_instance(inst.id, state="running")
+                sync_routes(self.ctx)
+                return
+        self.ctx.runtime.stop(handle_of(inst), 5.0)
+        now = self.ctx.clock.now()
+        crashes = (*self.ctx.policy.recent(current.crash_times, now), now)
+        self.ctx.state.update_instance(
+            inst.id, state="crashed", last_exit="failed its health check after a restart",
+            crash_times=crashes, restart_at=now + self.ctx.policy.delay(crashes, now))

@@ -1,0 +1,183 @@
+"""A real Shipyard for tests: daemon + HAProxy in a temporary SHIPYARD_HOME on free ports,
+driven through the real CLI (subprocess) and the typed client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipyard.client import Client
+from shipyard.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+APPS = REPO / "tests" / "apps"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class CLIResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+class Shipyard:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.http_port = free_port()
+        self.api_port = free_port()
+        self.env = {
+            **os.environ,
+            "SHIPYARD_HOME": str(home),
+            "SHIPYARD_HTTP_PORT": str(self.http_port),
+            "SHIPYARD_API_PORT": str(self.api_port),
+            "PATH": f"{Path(sys.executable).parent}:/usr/sbin:{os.environ.get('PATH', '')}",
+        }
+        self.settings = Settings.from_env(self.env)
+
+    def cli(self, *args: str, timeout: float = 180) -> CLIResult:
+        proc = subprocess.run([sys.executable, "-m", "shipyard.cli.main", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        return CLIResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str, timeout: float = 180) -> CLIResult:
+        result = self.cli(*args, timeout=timeout)
+        assert result.code == 0, f"shipyard {' '.join(args)} failed ({result.code}):\n{result.text}"
+        return result
+
+    def client(self) -> Client:
+        return Client(self.settings)
+
+    def up(self) -> None:
+        self.ok("up", "-d")
+
+    def down(self) -> None:
+        self.cli("down", timeout=120)
+
+    def daemon_pid(self) -> int:
+        return int((self.home / "daemon.pid").read_text())
+
+    def kill_daemon(self) -> None:
+        pid = self.daemon_pid()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+                time.sleep(0.05)
+            except ProcessLookupError:
+                return
+
+    def get(self, host: str, path: str = "/", port: int | None = None,
+            timeout: float = 10) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.http_port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode(errors="replace")
+        finally:
+            conn.close()
+
+    def get_json(self, service: str, path: str = "/") -> dict[str, Any]:
+        status, body = self.get(f"{service}.localhost", path)
+        assert status == 200, f"{service}{path}: HTTP {status}: {body[:300]}"
+        return dict(json.loads(body))
+
+    def service(self, name: str) -> dict[str, Any]:
+        with self.client() as c:
+            return c.service(name)
+
+
+@dataclass
+class Project:
+    """A repository on disk: the test apps plus a Blueprint the test writes."""
+
+    root: Path
+
+    @classmethod
+    def create(cls, root: Path) -> Project:
+        root.mkdir(parents=True, exist_ok=True)
+        for app in ("pyweb", "nodeweb", "worker"):
+            shutil.copytree(APPS / app, root / app, dirs_exist_ok=True)
+        return cls(root)
+
+    def blueprint(self, text: str, name: str = "render.yaml") -> Path:
+        path = self.root / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)
+
+
+@contextmanager
+def load(port: int, host: str, path: str = "/", workers: int = 4) -> Iterator[LoadResult]:
+    """Send requests continuously (keep-alive, like browsers) until the block exits."""
+    result = LoadResult()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def worker() -> None:
+        conn: http.client.HTTPConnection | None = None
+        while not stop.is_set():
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("GET", path, headers={"Host": host})
+                resp = conn.getresponse()
+                body = resp.read()
+                ok = resp.status == 200
+                detail = f"HTTP {resp.status}: {body[:120]!r}"
+                version = json.loads(body).get("version", "?") if ok else ""
+                if resp.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                ok, detail, version = False, repr(exc), ""
+                conn.close()
+                conn = None
+            with lock:
+                result.sent += 1
+                if ok:
+                    result.versions[version] = result.versions.get(version, 0) + 1
+                else:
+                    result.failed += 1
+                    result.errors.append(detail)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)

@@ -1,0 +1,241 @@
+"""LocalProcesses against real, short-lived processes (Linux /proc required)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipyard.drivers.local import ExitStatus, LocalProcesses, ProcessHandle, ProcessSpec, tail
+from shipyard.errors import RuntimeFailure
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+
+
+@pytest.fixture
+def procs() -> Iterator[LocalProcesses]:
+    lp = LocalProcesses()
+    started: list[ProcessHandle] = []
+    real_start = lp.start
+
+    def tracking_start(spec: ProcessSpec) -> ProcessHandle:
+        handle = real_start(spec)
+        started.append(handle)
+        return handle
+
+    lp.start = tracking_start  # type: ignore[method-assign]
+    yield lp
+    for handle in started:  # never leak a process, even when a test fails
+        lp.stop(handle, grace_s=0)
+
+
+def spec(tmp_path: Path, command: str, **env: str) -> ProcessSpec:
+    return ProcessSpec(command, tmp_path, {**ENV, **env}, tmp_path / "logs" / "out.log")
+
+
+def wait_until(predicate: object, timeout: float = 3.0) -> bool:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+def wait_for_log(path: Path, text: str) -> None:
+    assert wait_until(lambda: path.exists() and text in path.read_text()), path.read_text()
+
+
+def pid_exists(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_start_isolation_env_cwd_and_log(procs: LocalProcesses, tmp_path: Path) -> None:
+    s = spec(tmp_path, 'echo "cwd=$PWD foo=$FOO"; echo err >&2; ls /proc/self/fd', FOO="bar")
+    handle = procs.start(s)
+    assert wait_until(lambda: not procs.alive(handle))
+    assert procs.status(handle) == ExitStatus(running=False, exit_code=0, signal=None)
+    out = s.log_path.read_text().splitlines()
+    assert out[0] == f"cwd={tmp_path} foo=bar"
+    assert out[1] == "err"
+    assert sorted(out[2:]) == ["0", "1", "2", "3"]  # 3 is ls's own directory fd
+    assert os.getsid(0) != handle.pid  # sanity: we are not in its session
+
+
+def test_new_session_and_log_appends(procs: LocalProcesses, tmp_path: Path) -> None:
+    s = spec(tmp_path, "echo one; exec sleep 30")
+    s.log_path.parent.mkdir()
+    s.log_path.write_text("previous\n")
+    handle = procs.start(s)
+    assert os.getsid(handle.pid) == handle.pid
+    assert os.getpgid(handle.pid) == handle.pid
+    wait_for_log(s.log_path, "one")
+    assert s.log_path.read_text() == "previous\none\n"
+
+
+def test_missing_cwd_raises(procs: LocalProcesses, tmp_path: Path) -> None:
+    bad = ProcessSpec("true", tmp_path / "nope", ENV, tmp_path / "out.log")
+    with pytest.raises(RuntimeFailure, match="does not exist"):
+        procs.start(bad)
+
+
+def test_crash_exit_code(procs: LocalProcesses, tmp_path: Path) -> None:
+    handle = procs.start(spec(tmp_path, "echo boom; exit 7"))
+    assert wait_until(lambda: not procs.alive(handle))
+    assert procs.status(handle) == ExitStatus(running=False, exit_code=7, signal=None)
+    assert procs.status(handle).exit_code == 7  # remembered after reaping
+
+
+def test_stop_graceful(procs: LocalProcesses, tmp_path: Path) -> None:
+    handle = procs.start(spec(tmp_path, "exec sleep 30"))
+    assert procs.alive(handle)
+    t0 = time.monotonic()
+    final = procs.stop(handle, grace_s=5)
+    assert time.monotonic() - t0 < 2
+    assert final == ExitStatus(running=False, exit_code=None, signal=signal.SIGTERM)
+
+
+def test_stop_escalates_to_sigkill(procs: LocalProcesses, tmp_path: Path) -> None:
+    s = spec(tmp_path, "trap '' TERM; echo ready; while :; do sleep 0.05; done")
+    handle = procs.start(s)
+    wait_for_log(s.log_path, "ready")
+    t0 = time.monotonic()
+    final = procs.stop(handle, grace_s=0.3)
+    elapsed = time.monotonic() - t0
+    assert 0.3 <= elapsed < 2
+    assert final.running is False
+    assert final.signal == signal.SIGKILL
+
+
+def test_forked_child_dies_with_group(procs: LocalProcesses, tmp_path: Path) -> None:
+    s = spec(tmp_path, "sleep 30 & echo child=$!; wait")
+    handle = procs.start(s)
+    wait_for_log(s.log_path, "child=")
+    child = int(s.log_path.read_text().split("child=")[1].split()[0])
+    assert pid_exists(child)
+    procs.stop(handle, grace_s=1)
+    assert wait_until(lambda: not pid_exists(child))
+
+
+def test_orphan_left_after_leader_exit_is_killed(procs: LocalProcesses, tmp_path: Path) -> None:
+    # The leader exits on SIGTERM but its child ignores it: stop() must still clean the group.
+    s = spec(tmp_path, "(trap '' TERM; sleep 30) & echo child=$!; trap 'exit 0' TERM; wait")
+    handle = procs.start(s)
+    wait_for_log(s.log_path, "child=")
+    child = int(s.log_path.read_text().split("child=")[1].split()[0])
+    procs.stop(handle, grace_s=2)
+    assert wait_until(lambda: not pid_exists(child))
+
+
+def test_adoption_by_a_new_object(procs: LocalProcesses, tmp_path: Path) -> None:
+    handle = procs.start(spec(tmp_path, "exec sleep 30"))
+    adopter = LocalProcesses()
+    assert adopter.status(handle) == ExitStatus(running=True, exit_code=None, signal=None)
+    assert adopter.alive(handle)
+    stale = ProcessHandle(pid=handle.pid, start_time=handle.start_time + 1)
+    assert not adopter.alive(stale)
+    adopter.signal_group(stale, signal.SIGKILL)  # recycled pid: must not be signalled
+    assert adopter.alive(handle)
+    final = adopter.stop(handle, grace_s=2)  # the original parent has not reaped it: a zombie
+    assert final == ExitStatus(running=False, exit_code=None, signal=None)
+    assert not adopter.alive(handle)
+    assert procs.status(handle).signal == signal.SIGTERM  # the parent still learns the cause
+
+
+def test_unknown_pid_is_not_running(tmp_path: Path) -> None:
+    lp = LocalProcesses()
+    assert not lp.alive(ProcessHandle(pid=2**22 + 12345, start_time=1))
+    lp.signal_group(ProcessHandle(pid=2**22 + 12345, start_time=1), signal.SIGTERM)
+
+
+def test_run_exit_codes_and_timeout(tmp_path: Path) -> None:
+    lp = LocalProcesses()
+    assert lp.run(spec(tmp_path, "echo built > artifact; exit 0"), timeout_s=5) == 0
+    assert (tmp_path / "artifact").read_text() == "built\n"
+    assert lp.run(spec(tmp_path, "exit 5"), timeout_s=5) == 5
+    assert lp.run(spec(tmp_path, "kill -9 $$"), timeout_s=5) == 128 + 9
+    s = spec(tmp_path, "echo start; sleep 30")
+    t0 = time.monotonic()
+    assert lp.run(s, timeout_s=0.3) == 124
+    assert time.monotonic() - t0 < 2
+    assert tail(s.log_path)[-1] == "shipyard: command timed out after 0.3 s"
+
+
+def test_run_kills_leftover_background_processes(tmp_path: Path) -> None:
+    s = spec(tmp_path, "sleep 30 & echo child=$!")
+    assert LocalProcesses().run(s, timeout_s=5) == 0
+    child = int(s.log_path.read_text().split("child=")[1].split()[0])
+    assert wait_until(lambda: not pid_exists(child))
+
+
+def test_ports_listening(procs: LocalProcesses, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = f"{sys.executable} -m http.server --bind 127.0.0.1 {port}"
+    # The server runs as a child of bash (not exec'd), so the whole group must be scanned.
+    handle = procs.start(spec(tmp_path, f"{server} & wait"))
+    assert wait_until(lambda: port in procs.ports_listening(handle), timeout=5)
+    assert procs.ports_listening(handle) == {port}
+    assert procs.ports_listening(ProcessHandle(handle.pid, handle.start_time + 1)) == set()
+    procs.stop(handle, grace_s=1)
+    assert procs.ports_listening(handle) == set()
+
+
+def test_tail(tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    with log.open("w") as f:
+        for i in range(200_000):
+            f.write(f"line {i} " + "x" * 40 + "\n")
+    t0 = time.monotonic()
+    last = tail(log, 3)
+    assert time.monotonic() - t0 < 0.1
+    assert [line.split()[1] for line in last] == ["199997", "199998", "199999"]
+    assert len(tail(log)) == 20
+    assert tail(tmp_path / "missing.log") == []
+    short = tmp_path / "short.log"
+    short.write_text("a\nb\npartial")
+    assert tail(short, 10) == ["a", "b", "partial"]
+    assert tail(short, 0) == []
+    (tmp_path / "empty.log").write_text("")
+    assert tail(tmp_path / "empty.log") == []
+
+
+def test_instance_outlives_the_daemon_and_is_readopted(tmp_path: Path) -> None:
+    daemon = (
+        "import json, os, sys\n"
+        "from pathlib import Path\n"
+        "from shipyard.drivers.local import LocalProcesses, ProcessSpec\n"
+        "h = LocalProcesses().start(ProcessSpec('while :; do echo tick; sleep 0.05; done',"
+        " Path(sys.argv[1]), {'PATH': os.environ['PATH']}, Path(sys.argv[1]) / 'out.log'))\n"
+        "print(json.dumps([h.pid, h.start_time]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", daemon, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    pid, start_time = json.loads(out.stdout)
+    handle = ProcessHandle(pid, start_time)
+    lp = LocalProcesses()
+    try:
+        assert lp.alive(handle)  # its parent (the "daemon") is gone
+        size = (tmp_path / "out.log").stat().st_size
+        assert wait_until(lambda: (tmp_path / "out.log").stat().st_size > size)
+    finally:
+        final = lp.stop(handle, grace_s=1)
+    assert final.running is False
+    assert not lp.alive(handle)
