@@ -17,8 +17,9 @@ class Client:
     def __init__(self, settings: Settings, timeout: float = 60.0) -> None:
         self.settings = settings
         token = settings.token_path.read_text().strip() if settings.token_path.exists() else ""
-        self._http = httpx.Client(base_url=settings.api_url, timeout=timeout,
-                                  headers={"Authorization": f"Bearer {token}"})
+        self._http = httpx.Client(
+            base_url=settings.api_url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -41,21 +42,28 @@ class Client:
             try:
                 body = response.json()
             except ValueError:
-                raise ShipyardError(f"API error {response.status_code}: {response.text[:200]}"
-                                    ) from None
+                raise ShipyardError(
+                    f"API error {response.status_code}: {response.text[:200]}"
+                ) from None
             raise error_from_dict(body)
         return response.json()
 
     def health(self) -> dict[str, Any]:
         return dict(self._request("GET", "/v1/health"))
 
-    def plan(self, blueprint: str | None = None, repo: str | None = None,
-             branch: str | None = None) -> dict[str, Any]:
+    def plan(
+        self, blueprint: str | None = None, repo: str | None = None, branch: str | None = None
+    ) -> dict[str, Any]:
         body = {"blueprint": blueprint, "repo": repo, "branch": branch}
         return dict(self._request("POST", "/v1/plan", json=body))
 
-    def deploy(self, blueprint: str | None = None, repo: str | None = None,
-               branch: str | None = None, services: list[str] | None = None) -> dict[str, Any]:
+    def deploy(
+        self,
+        blueprint: str | None = None,
+        repo: str | None = None,
+        branch: str | None = None,
+        services: list[str] | None = None,
+    ) -> dict[str, Any]:
         body = {"blueprint": blueprint, "repo": repo, "branch": branch, "services": services}
         return dict(self._request("POST", "/v1/deploys", json=body))
 
@@ -63,8 +71,9 @@ class Client:
         return dict(self._request("GET", f"/v1/deploys/{deploy_id}"))
 
     def events(self, deploy_id: int, after: int = 0) -> dict[str, Any]:
-        return dict(self._request("GET", f"/v1/deploys/{deploy_id}/events",
-                                  params={"after": after}))
+        return dict(
+            self._request("GET", f"/v1/deploys/{deploy_id}/events", params={"after": after})
+        )
 
     def services(self) -> list[dict[str, Any]]:
         return list(self._request("GET", "/v1/services"))
@@ -79,24 +88,28 @@ class Client:
         return dict(self._request("POST", f"/v1/services/{name}/rollback", json={"to": to}))
 
     def scale(self, name: str, instances: int) -> dict[str, Any]:
-        return dict(self._request("POST", f"/v1/services/{name}/scale",
-                                  json={"instances": instances}))
+        return dict(
+            self._request("POST", f"/v1/services/{name}/scale", json={"instances": instances})
+        )
 
-    def logs(self, name: str, *, build: bool = False, lines: int = 200,
-             release: int | None = None) -> list[str]:
+    def logs(
+        self, name: str, *, build: bool = False, lines: int = 200, release: int | None = None
+    ) -> list[str]:
         params: dict[str, Any] = {"build": build, "lines": lines}
         if release is not None:
             params["release"] = release
         return list(self._request("GET", f"/v1/services/{name}/logs", params=params)["lines"])
 
-    def follow_logs(self, name: str, *, build: bool = False, lines: int = 50,
-                    release: int | None = None) -> Iterator[str]:
+    def follow_logs(
+        self, name: str, *, build: bool = False, lines: int = 50, release: int | None = None
+    ) -> Iterator[str]:
         params: dict[str, Any] = {"build": build, "lines": lines, "follow": True}
         if release is not None:
             params["release"] = release
         try:
-            with self._http.stream("GET", f"/v1/services/{name}/logs", params=params,
-                                   timeout=None) as response:
+            with self._http.stream(
+                "GET", f"/v1/services/{name}/logs", params=params, timeout=None
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise error_from_dict(response.json())
@@ -105,11 +118,15 @@ class Client:
             raise DaemonUnavailable(f"Lost the connection to the daemon: {exc}") from exc
 
     def shutdown(self, stop_services: bool = True) -> dict[str, Any]:
-        return dict(self._request("POST", "/v1/shutdown",
-                                  params={"stop_services": stop_services}))
+        return dict(self._request("POST", "/v1/shutdown", params={"stop_services": stop_services}))
 
-    def wait(self, deploy_id: int, on_event: Callable[[dict[str, Any]], None] | None = None, poll_s: float = 0.3,
-             timeout_s: float = 3600.0) -> dict[str, Any]:
+    def wait(
+        self,
+        deploy_id: int,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        poll_s: float = 0.3,
+        timeout_s: float = 3600.0,
+    ) -> dict[str, Any]:
         """Poll events until the operation finishes; returns the final deploy record."""
         after = 0
         deadline = time.monotonic() + timeout_s

@@ -9,13 +9,20 @@ from pathlib import Path
 from tests.support.harness import Project, Shipyard, load
 
 
-def web(name: str, version: str, *, app: str = "pyweb", extra_env: str = "", extra: str = "",
-        instances: int = 2) -> str:
+def web(
+    name: str,
+    version: str,
+    *,
+    app: str = "pyweb",
+    extra_env: str = "",
+    extra: str = "",
+    instances: int = 2,
+) -> str:
     start = "python3 app.py" if app == "pyweb" else "node server.js"
     return f"""
   - type: web
     name: {name}
-    runtime: {'python' if app == 'pyweb' else 'node'}
+    runtime: {"python" if app == "pyweb" else "node"}
     rootDir: {app}
     buildCommand: echo "building {name} {version}"
     startCommand: {start}
@@ -33,12 +40,20 @@ def deploy(sy: Shipyard, path: Path, *args: str) -> str:
 
 
 def test_deploy_web_pserv_worker_routes_and_env(shipyard: Shipyard, project: Project) -> None:
-    bp = project.blueprint("services:\n" + web("alpha", "v1", extra_env="""\
+    bp = project.blueprint(
+        "services:\n"
+        + web(
+            "alpha",
+            "v1",
+            extra_env="""\
       - key: API
         fromService: {type: pserv, name: alpha-api, property: hostport}
       - key: SECRET
         generateValue: true
-""", extra="    domains: [alpha.example.test]\n") + """
+""",
+            extra="    domains: [alpha.example.test]\n",
+        )
+        + """
   - type: pserv
     name: alpha-api
     runtime: node
@@ -52,7 +67,8 @@ def test_deploy_web_pserv_worker_routes_and_env(shipyard: Shipyard, project: Pro
     runtime: python
     rootDir: worker
     startCommand: python3 worker.py
-""")
+"""
+    )
     out = deploy(shipyard, bp)
     assert "alpha: http://alpha.localhost:" in out
     body = shipyard.get_json("alpha")
@@ -88,17 +104,31 @@ def test_deploy_web_pserv_worker_routes_and_env(shipyard: Shipyard, project: Pro
 
 
 def test_redeploy_under_load_drops_nothing(shipyard: Shipyard, project: Project) -> None:
-    bp = project.blueprint("services:\n" + web("beta", "v1", extra_env="""\
+    bp = project.blueprint(
+        "services:\n"
+        + web(
+            "beta",
+            "v1",
+            extra_env="""\
       - key: BOOT_DELAY
         value: "1"
-"""))
+""",
+        )
+    )
     deploy(shipyard, bp)
     with load(shipyard.http_port, "beta.localhost") as result:
         for version in ("v2", "v3"):
-            project.blueprint("services:\n" + web("beta", version, extra_env="""\
+            project.blueprint(
+                "services:\n"
+                + web(
+                    "beta",
+                    version,
+                    extra_env="""\
       - key: BOOT_DELAY
         value: "1"
-"""))
+""",
+                )
+            )
             deploy(shipyard, bp)
     assert result.sent > 50
     assert result.failed == 0, result.errors[:5]
@@ -107,8 +137,9 @@ def test_redeploy_under_load_drops_nothing(shipyard: Shipyard, project: Project)
     assert [r["status"] for r in releases] == ["live", "superseded", "superseded"]
 
 
-def test_slow_requests_finish_before_old_instances_stop(shipyard: Shipyard,
-                                                         project: Project) -> None:
+def test_slow_requests_finish_before_old_instances_stop(
+    shipyard: Shipyard, project: Project
+) -> None:
     """The app exits at once on SIGTERM: only the drain protects in-flight requests."""
     bp = project.blueprint("services:\n" + web("gamma", "v1", app="nodeweb"))
     deploy(shipyard, bp)
@@ -129,8 +160,10 @@ def assert_still_serves(sy: Shipyard, name: str, version: str) -> None:
 def test_bad_build_keeps_current_release(shipyard: Shipyard, project: Project) -> None:
     bp = project.blueprint("services:\n" + web("delta", "v1"))
     deploy(shipyard, bp)
-    project.blueprint("services:\n" + web("delta", "v2").replace(
-        'echo "building delta v2"', 'echo "compiling..." && exit 7'))
+    project.blueprint(
+        "services:\n"
+        + web("delta", "v2").replace('echo "building delta v2"', 'echo "compiling..." && exit 7')
+    )
     result = shipyard.cli("deploy", "-f", str(bp), "--wait")
     assert result.code != 0
     assert "build command exited with code 7" in result.text
@@ -145,10 +178,17 @@ def test_bad_build_keeps_current_release(shipyard: Shipyard, project: Project) -
 def test_crash_on_start_fails_deploy_with_reason(shipyard: Shipyard, project: Project) -> None:
     bp = project.blueprint("services:\n" + web("eps", "v1"))
     deploy(shipyard, bp)
-    project.blueprint("services:\n" + web("eps", "v2", extra_env="""\
+    project.blueprint(
+        "services:\n"
+        + web(
+            "eps",
+            "v2",
+            extra_env="""\
       - key: CRASH_ON_START
         value: "1"
-"""))
+""",
+        )
+    )
     result = shipyard.cli("deploy", "-f", str(bp), "--wait")
     assert result.code != 0
     assert "exited with code 3 before becoming healthy" in result.text
@@ -160,12 +200,21 @@ def test_never_healthy_fails_and_gets_no_traffic(shipyard: Shipyard, project: Pr
     bp = project.blueprint("services:\n" + web("zeta", "v1"), name="shipyard.yaml")
     deploy(shipyard, bp)
     with load(shipyard.http_port, "zeta.localhost") as result:
-        project.blueprint("services:\n" + web("zeta", "v2", extra="""\
+        project.blueprint(
+            "services:\n"
+            + web(
+                "zeta",
+                "v2",
+                extra="""\
     healthCheckTimeoutSeconds: 3
-""", extra_env="""\
+""",
+                extra_env="""\
       - key: HEALTH_STATUS
         value: "503"
-"""), name="shipyard.yaml")
+""",
+            ),
+            name="shipyard.yaml",
+        )
         out = shipyard.cli("deploy", "-f", str(bp), "--wait")
     assert out.code != 0 and "did not become healthy within 3 s" in out.text
     assert "HTTP 503" in out.text

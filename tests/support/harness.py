@@ -59,8 +59,14 @@ class Shipyard:
         self.settings = Settings.from_env(self.env)
 
     def cli(self, *args: str, timeout: float = 180) -> CLIResult:
-        proc = subprocess.run([sys.executable, "-m", "shipyard.cli.main", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "shipyard.cli.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         return CLIResult(proc.returncode, proc.stdout, proc.stderr)
 
     def ok(self, *args: str, timeout: float = 180) -> CLIResult:
@@ -91,8 +97,9 @@ class Shipyard:
             except ProcessLookupError:
                 return
 
-    def get(self, host: str, path: str = "/", port: int | None = None,
-            timeout: float = 10) -> tuple[int, str]:
+    def get(
+        self, host: str, path: str = "/", port: int | None = None, timeout: float = 10
+    ) -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", port or self.http_port, timeout=timeout)
         try:
             conn.request("GET", path, headers={"Host": host})

@@ -74,14 +74,20 @@ def up(detach: bool) -> None:
     cfg.home.mkdir(parents=True, exist_ok=True)
     with cfg.daemon_log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shipyard.cli.main", "up"], stdin=subprocess.DEVNULL,
-            stdout=log, stderr=log, start_new_session=True, close_fds=True)
+            [sys.executable, "-m", "shipyard.cli.main", "up"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = cfg.daemon_log_path.read_text(errors="replace").splitlines()[-15:]
-            raise ShipyardError("The daemon exited during start-up:\n" + "\n".join(
-                f"    | {line}" for line in tail))
+            raise ShipyardError(
+                "The daemon exited during start-up:\n" + "\n".join(f"    | {line}" for line in tail)
+            )
         with Client(cfg, timeout=2) as c:
             try:
                 c.health()
@@ -90,8 +96,10 @@ def up(detach: bool) -> None:
                 time.sleep(0.2)
     else:
         raise ShipyardError(f"The daemon did not answer within 60 s; see {cfg.daemon_log_path}.")
-    click.echo(f"Shipyard is up (pid {proc.pid}): API {cfg.api_url}, "
-               f"apps on http://<service>.localhost:{cfg.http_port}")
+    click.echo(
+        f"Shipyard is up (pid {proc.pid}): API {cfg.api_url}, "
+        f"apps on http://<service>.localhost:{cfg.http_port}"
+    )
 
 
 @cli.command()
@@ -135,8 +143,14 @@ def _wait_and_report(c: Client, op: dict[str, Any], as_json: bool) -> None:
 @click.option("-s", "--service", "services", multiple=True, help="Deploy only these services.")
 @click.option("--wait", is_flag=True, help="Return when the rollout finished; fail if it failed.")
 @json_option
-def deploy(blueprint: str | None, repo: str | None, branch: str | None,
-           services: tuple[str, ...], wait: bool, as_json: bool) -> None:
+def deploy(
+    blueprint: str | None,
+    repo: str | None,
+    branch: str | None,
+    services: tuple[str, ...],
+    wait: bool,
+    as_json: bool,
+) -> None:
     """Build and roll out every service of a Blueprint."""
     if branch and not repo:
         raise UsageError("--branch needs --repo.")
@@ -207,17 +221,38 @@ def ps(service: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(services)
         return
-    rows = [[s["name"], s["type"], s["status"], s["current_release"] or "-",
-             f"{s['running_instances']}/{s['desired_instances']}", s.get("url", "")]
-            for s in services]
+    rows = [
+        [
+            s["name"],
+            s["type"],
+            s["status"],
+            s["current_release"] or "-",
+            f"{s['running_instances']}/{s['desired_instances']}",
+            s.get("url", ""),
+        ]
+        for s in services
+    ]
     click.echo(table(["SERVICE", "TYPE", "STATUS", "RELEASE", "INSTANCES", "URL"], rows))
-    inst_rows = [[i["id"], i["state"] + (" (crash loop)" if i["crash_loop"] else ""),
-                  i["port"], i["pid"], i["restarts"], i["last_exit"] or "-", ago(i["started_at"])]
-                 for s in services for i in s["instances"]]
+    inst_rows = [
+        [
+            i["id"],
+            i["state"] + (" (crash loop)" if i["crash_loop"] else ""),
+            i["port"],
+            i["pid"],
+            i["restarts"],
+            i["last_exit"] or "-",
+            ago(i["started_at"]),
+        ]
+        for s in services
+        for i in s["instances"]
+    ]
     if inst_rows:
         click.echo()
-        click.echo(table(["INSTANCE", "STATE", "PORT", "PID", "RESTARTS", "LAST EXIT",
-                          "STARTED"], inst_rows))
+        click.echo(
+            table(
+                ["INSTANCE", "STATE", "PORT", "PID", "RESTARTS", "LAST EXIT", "STARTED"], inst_rows
+            )
+        )
 
 
 @cli.command()
@@ -230,10 +265,22 @@ def releases(service: str, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    click.echo(table(
-        ["", "RELEASE", "STATUS", "COMMIT", "CREATED", "REASON"],
-        [["*" if r["current"] else "", r["number"], r["status"], (r["git_commit"] or "-")[:10],
-          ago(r["created_at"]), r["reason"]] for r in rows]))
+    click.echo(
+        table(
+            ["", "RELEASE", "STATUS", "COMMIT", "CREATED", "REASON"],
+            [
+                [
+                    "*" if r["current"] else "",
+                    r["number"],
+                    r["status"],
+                    (r["git_commit"] or "-")[:10],
+                    ago(r["created_at"]),
+                    r["reason"],
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 @cli.command()
@@ -277,8 +324,9 @@ def scale(assignment: str, wait: bool, as_json: bool) -> None:
 @click.option("-n", "--lines", default=100, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--release", type=int, help="Only this release.")
 @json_option
-def logs(service: str, follow: bool, build: bool, lines: int, release: int | None,
-         as_json: bool) -> None:
+def logs(
+    service: str, follow: bool, build: bool, lines: int, release: int | None, as_json: bool
+) -> None:
     """Show a service's logs."""
     with client() as c:
         if follow:

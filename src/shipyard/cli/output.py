@@ -48,21 +48,27 @@ def print_event(event: dict[str, Any]) -> None:
 
 
 def print_plan(plan: dict[str, Any]) -> None:
-    click.echo(f"Blueprint {plan['blueprint']}" + (f" @ {plan['commit'][:12]}"
-                                                    if plan.get("commit") else ""))
+    click.echo(
+        f"Blueprint {plan['blueprint']}"
+        + (f" @ {plan['commit'][:12]}" if plan.get("commit") else "")
+    )
     for step in plan["steps"]:
         if step["action"] == "create":
             click.echo(f"  + {step['service']} ({step['type']}): create")
         elif step["action"] == "update":
-            click.echo(f"  ~ {step['service']} ({step['type']}): update "
-                       f"{', '.join(step['changes'])}")
+            click.echo(
+                f"  ~ {step['service']} ({step['type']}): update {', '.join(step['changes'])}"
+            )
         else:
-            click.echo(f"    {step['service']} ({step['type']}): redeploy "
-                       "(config unchanged; rebuilds the source)")
+            click.echo(
+                f"    {step['service']} ({step['type']}): redeploy "
+                "(config unchanged; rebuilds the source)"
+            )
     for name in plan.get("orphans", []):
         click.echo(f"  ! {name}: no longer in the Blueprint (kept running)")
     for problem in plan.get("problems", []):
         click.secho(f"  x {problem}", fg="red")
     for notice in plan.get("notices", []):
-        click.secho(f"  note: {notice['location']}: {notice['path']}: {notice['message']}",
-                    fg="yellow")
+        click.secho(
+            f"  note: {notice['location']}: {notice['path']}: {notice['message']}", fg="yellow"
+        )

@@ -56,8 +56,14 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse({"code": "usage", "msg": "Invalid request: " + "; ".join(problems),
-                             "fields": {"problems": problems}}, status_code=400)
+        return JSONResponse(
+            {
+                "code": "usage",
+                "msg": "Invalid request: " + "; ".join(problems),
+                "fields": {"problems": problems},
+            },
+            status_code=400,
+        )
 
     guarded = [Depends(auth)]
 
@@ -104,13 +110,18 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
         return engine.scale(name, body.instances)
 
     @app.get("/v1/services/{name}/logs", dependencies=guarded, response_model=None)
-    def logs(name: str, build: bool = False, lines: Annotated[int, Query(ge=1, le=10000)] = 200,
-             follow: bool = False, release: int | None = None
-             ) -> dict[str, Any] | StreamingResponse:
+    def logs(
+        name: str,
+        build: bool = False,
+        lines: Annotated[int, Query(ge=1, le=10000)] = 200,
+        follow: bool = False,
+        release: int | None = None,
+    ) -> dict[str, Any] | StreamingResponse:
         ctx.state.service(name)
         if follow:
-            stream: Iterator[str] = follow_logs(ctx, name, build=build, lines=lines,
-                                                release=release)
+            stream: Iterator[str] = follow_logs(
+                ctx, name, build=build, lines=lines, release=release
+            )
             return StreamingResponse(stream, media_type="text/plain")
         return {"lines": read_logs(ctx, name, build=build, lines=lines, release=release)}
 

@@ -14,7 +14,6 @@ import signal
 import threading
 from pathlib import Path
 
-
 import uvicorn
 
 from shipyard.clock import SystemClock
@@ -54,8 +53,9 @@ def _lock(settings: Settings) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise Conflict(f"A Shipyard daemon is already running for {settings.home} "
-                       f"(pid {_read_pid(settings)}).") from None
+        raise Conflict(
+            f"A Shipyard daemon is already running for {settings.home} (pid {_read_pid(settings)})."
+        ) from None
     settings.daemon_pid_path.write_text(str(os.getpid()))
     return fd
 
@@ -73,11 +73,20 @@ class Daemon:
         clock = SystemClock()
         db = Database(settings.db_path)
         edge = HAProxyEdge(
-            EdgeOptions(dir=settings.haproxy_dir, http_bind=settings.http_bind,
-                        http_port=settings.http_port),
-            haproxy_bin=settings.haproxy_bin, clock=clock)
-        self.ctx = Context(settings=settings, state=State(db, clock), box=SecretBox(
-            settings.key_path), runtime=LocalProcesses(clock), edge=edge, clock=clock)
+            EdgeOptions(
+                dir=settings.haproxy_dir, http_bind=settings.http_bind, http_port=settings.http_port
+            ),
+            haproxy_bin=settings.haproxy_bin,
+            clock=clock,
+        )
+        self.ctx = Context(
+            settings=settings,
+            state=State(db, clock),
+            box=SecretBox(settings.key_path),
+            runtime=LocalProcesses(clock),
+            edge=edge,
+            clock=clock,
+        )
         self.engine = Engine(self.ctx)
         self.supervisor = Supervisor(self.ctx, self.engine.busy)
         self.server: uvicorn.Server | None = None
@@ -87,11 +96,18 @@ class Daemon:
         for svc in self.ctx.state.services():
             if svc["current_release"] is None:
                 continue
-            count = sum(1 for i in self.ctx.state.instances(svc["name"], CONVERGE_STATES)
-                        if i.release == svc["current_release"])
+            count = sum(
+                1
+                for i in self.ctx.state.instances(svc["name"], CONVERGE_STATES)
+                if i.release == svc["current_release"]
+            )
             if count < svc["desired_instances"]:
-                log.info("starting %s: %d of %d instance(s) running", svc["name"], count,
-                         svc["desired_instances"])
+                log.info(
+                    "starting %s: %d of %d instance(s) running",
+                    svc["name"],
+                    count,
+                    svc["desired_instances"],
+                )
                 self.engine.scale(svc["name"], svc["desired_instances"], kind="converge")
 
     def shutdown(self, stop_services: bool) -> None:
@@ -115,11 +131,20 @@ class Daemon:
             self.supervisor.start()
             self.converge()
             app = create_app(self.engine, token, self.shutdown)
-            config = uvicorn.Config(app, host="127.0.0.1", port=self.settings.api_port,
-                                    log_level="warning", access_log=False)
+            config = uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.settings.api_port,
+                log_level="warning",
+                access_log=False,
+            )
             self.server = uvicorn.Server(config)
-            log.info("Shipyard API on %s, HTTP edge on %s:%d", self.settings.api_url,
-                     self.settings.http_bind, self.settings.http_port)
+            log.info(
+                "Shipyard API on %s, HTTP edge on %s:%d",
+                self.settings.api_url,
+                self.settings.http_bind,
+                self.settings.http_port,
+            )
             self.server.run()
         finally:
             self.supervisor.stop()
@@ -128,12 +153,11 @@ class Daemon:
 
 
 def run_daemon(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     Daemon(settings).serve()
 
 
 __all__ = ["Daemon", "ensure_token", "run_daemon"]
-
-

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard.blueprint.refs import dependency_order
 from shipyard.blueprint.load import LoadedBlueprint, find_blueprint, load_blueprint
+from shipyard.blueprint.refs import dependency_order
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.envresolve import resolve_service_env
 from shipyard.controlplane.pipeline import BuildRequest, build_release, rollout, run_pre_deploy
@@ -60,8 +60,11 @@ class Engine:
             if taken:
                 self.ctx.state.finish_deploy(deploy_id, "cancelled", "conflict", {})
                 detail = ", ".join(f"{s} (operation #{d})" for s, d in taken.items())
-                raise Conflict(f"Another operation is in progress on {detail}; wait for it "
-                               "to finish (shipyard ps) and try again.", fields={"busy": taken})
+                raise Conflict(
+                    f"Another operation is in progress on {detail}; wait for it "
+                    "to finish (shipyard ps) and try again.",
+                    fields={"busy": taken},
+                )
             for s in services:
                 self._owners[s] = deploy_id
 
@@ -70,15 +73,17 @@ class Engine:
             for s in services:
                 self._owners.pop(s, None)
 
-    def _spawn(self, deploy_id: int, services: list[str], work: Callable[[], dict[str, Any]]
-               ) -> None:
+    def _spawn(
+        self, deploy_id: int, services: list[str], work: Callable[[], dict[str, Any]]
+    ) -> None:
         def run() -> None:
             try:
                 result = work()
                 failed = [n for n, r in result.items() if r.get("status") != "ok"]
                 error = "; ".join(f"{n}: {result[n].get('error', '')}" for n in failed)
-                self.ctx.state.finish_deploy(deploy_id, "failed" if failed else "succeeded",
-                                             error, result)
+                self.ctx.state.finish_deploy(
+                    deploy_id, "failed" if failed else "succeeded", error, result
+                )
             except Exception as exc:  # report, never kill the daemon
                 log.exception("operation %s crashed", deploy_id)
                 msg = exc.message if isinstance(exc, ShipyardError) else f"internal error: {exc}"
@@ -97,8 +102,9 @@ class Engine:
 
     # source & plan ---------------------------------------------------------------------------
     @contextmanager
-    def open_source(self, blueprint: str | None, repo: str | None, branch: str | None
-                    ) -> Iterator[Source]:
+    def open_source(
+        self, blueprint: str | None, repo: str | None, branch: str | None
+    ) -> Iterator[Source]:
         """Load the Blueprint from a directory/file or a git checkout. Caller may keep it."""
         if repo:
             tmp = Path(tempfile.mkdtemp(prefix="checkout-", dir=self._tmp_dir()))
@@ -108,8 +114,13 @@ class Engine:
                 if not path.is_file():
                     raise UsageError(f"{blueprint!r} does not exist in {repo} ({branch}).")
                 loaded = load_blueprint(path)
-                source = Source(loaded, loaded.root, git, f"{repo}@{branch or 'main'}",
-                                lambda: shutil.rmtree(tmp, ignore_errors=True))
+                source = Source(
+                    loaded,
+                    loaded.root,
+                    git,
+                    f"{repo}@{branch or 'main'}",
+                    lambda: shutil.rmtree(tmp, ignore_errors=True),
+                )
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
@@ -118,8 +129,9 @@ class Engine:
             if path.is_dir():
                 path = find_blueprint(path)
             elif not path.exists():
-                raise UsageError(f"Blueprint file {str(path)!r} does not exist.",
-                                 fields={"blueprint": str(path)})
+                raise UsageError(
+                    f"Blueprint file {str(path)!r} does not exist.", fields={"blueprint": str(path)}
+                )
             loaded = load_blueprint(path)
             source = Source(loaded, loaded.root, git_info(loaded.root), str(loaded.root))
         yield source
@@ -164,8 +176,13 @@ class Engine:
         }
 
     # deploy ----------------------------------------------------------------------------------
-    def deploy(self, blueprint: str | None, repo: str | None = None, branch: str | None = None,
-               services: list[str] | None = None) -> dict[str, Any]:
+    def deploy(
+        self,
+        blueprint: str | None,
+        repo: str | None = None,
+        branch: str | None = None,
+        services: list[str] | None = None,
+    ) -> dict[str, Any]:
         with self.open_source(blueprint, repo, branch) as source:
             try:
                 return self._submit_deploy(source, services)
@@ -177,18 +194,24 @@ class Engine:
         loaded = source.loaded
         plan = self.plan_for(loaded)
         if plan.problems:
-            raise UsageError("Cannot deploy this Blueprint:\n" + "\n".join(
-                f"  {p}" for p in plan.problems), fields={"problems": list(plan.problems)})
+            raise UsageError(
+                "Cannot deploy this Blueprint:\n" + "\n".join(f"  {p}" for p in plan.problems),
+                fields={"problems": list(plan.problems)},
+            )
         names = [s.name for s in loaded.services]
         if only:
             unknown = [n for n in only if n not in names]
             if unknown:
-                raise NotFound(f"Service(s) {', '.join(unknown)} not in {loaded.path.name}; "
-                               f"it defines: {', '.join(names) or 'no service'}.")
+                raise NotFound(
+                    f"Service(s) {', '.join(unknown)} not in {loaded.path.name}; "
+                    f"it defines: {', '.join(names) or 'no service'}."
+                )
             names = [n for n in names if n in only]
         if not names:
-            raise UsageError(f"{loaded.path.name} defines no service Shipyard can run yet.",
-                             fields={"notices": [n.message for n in loaded.notices]})
+            raise UsageError(
+                f"{loaded.path.name} defines no service Shipyard can run yet.",
+                fields={"notices": [n.message for n in loaded.notices]},
+            )
         deploy_id = self.ctx.state.add_deploy("deploy", ",".join(names))
         self._claim(names, deploy_id)
         try:
@@ -197,8 +220,9 @@ class Engine:
             self._free(names)
             raise
         for notice in loaded.notices:
-            self.ctx.state.add_event(deploy_id, f"{notice.location}: {notice.path}: "
-                                     f"{notice.message}", level="warning")
+            self.ctx.state.add_event(
+                deploy_id, f"{notice.location}: {notice.path}: {notice.message}", level="warning"
+            )
 
         def work() -> dict[str, Any]:
             try:
@@ -216,14 +240,15 @@ class Engine:
             with self.ctx.port_lock:
                 existing = self.ctx.state.find_service(name)
                 port = None
-                if spec.type in ("web", "pserv") and (existing is None
-                                                      or existing["internal_port"] is None):
+                if spec.type in ("web", "pserv") and (
+                    existing is None or existing["internal_port"] is None
+                ):
                     port = allocate_port(self.ctx)
-                self.ctx.state.upsert_service(name, spec.type, stored_spec(spec), str(loaded.path),
-                                              spec.num_instances, port)
+                self.ctx.state.upsert_service(
+                    name, spec.type, stored_spec(spec), str(loaded.path), spec.num_instances, port
+                )
 
-    def _deploy_services(self, deploy_id: int, source: Source, names: list[str]
-                         ) -> dict[str, Any]:
+    def _deploy_services(self, deploy_id: int, source: Source, names: list[str]) -> dict[str, Any]:
         results: dict[str, Any] = {}
         resolved: dict[str, dict[str, str]] = {}
         for name in [n for n in dependency_order(source.loaded.services) if n in names]:
@@ -232,8 +257,15 @@ class Engine:
             try:
                 env = resolve_service_env(self.ctx, source.loaded, spec, resolved, emit)
                 resolved[name] = env
-                req = BuildRequest(name, stored_spec(spec), spec.config_digest(), env, source.root,
-                                   source.label, source.git)
+                req = BuildRequest(
+                    name,
+                    stored_spec(spec),
+                    spec.config_digest(),
+                    env,
+                    source.root,
+                    source.label,
+                    source.git,
+                )
                 release = build_release(self.ctx, deploy_id, req, emit)
                 run_pre_deploy(self.ctx, release, emit)
                 rollout(self.ctx, release, emit, previous_status="superseded")
@@ -251,8 +283,10 @@ class Engine:
         deploy_id = self.ctx.state.add_deploy("rollback", service)
         self._claim([service], deploy_id)
         emit = self.emitter(deploy_id, service)
-        emit(f"rolling back from release {svc['current_release']} to release {target} "
-             "(no rebuild)", "info")
+        emit(
+            f"rolling back from release {svc['current_release']} to release {target} (no rebuild)",
+            "info",
+        )
 
         def work() -> dict[str, Any]:
             try:

@@ -10,11 +10,17 @@ from shipyard.controlplane.context import Context, Emit
 GROUP_OWNER = ""  # generated values of env groups are shared by every service using the group
 
 
-def resolve_service_env(ctx: Context, loaded: LoadedBlueprint, spec: ServiceSpec,
-                        resolved: dict[str, dict[str, str]], emit: Emit) -> dict[str, str]:
+def resolve_service_env(
+    ctx: Context,
+    loaded: LoadedBlueprint,
+    spec: ServiceSpec,
+    resolved: dict[str, dict[str, str]],
+    emit: Emit,
+) -> dict[str, str]:
     endpoints = {
         svc["name"]: Endpoint("127.0.0.1", int(svc["internal_port"]))
-        for svc in ctx.state.services() if svc["internal_port"] is not None
+        for svc in ctx.state.services()
+        if svc["internal_port"] is not None
     }
     service_env: dict[str, dict[str, str]] = {}
     for svc in ctx.state.services():
@@ -25,12 +31,19 @@ def resolve_service_env(ctx: Context, loaded: LoadedBlueprint, spec: ServiceSpec
     own = ctx.state.generated_values(spec.name)
     shared = ctx.state.generated_values(GROUP_OWNER)
     previous = {k: ctx.box.decrypt(v) for k, v in {**own, **shared}.items()}
-    result = resolve_env(spec, groups=loaded.groups, endpoints=endpoints,
-                         service_env=service_env, generated=previous)
-    new_own = {k: ctx.box.encrypt(v) for k, v in result.generated.items()
-               if k not in previous and not k.startswith("group:")}
-    new_shared = {k: ctx.box.encrypt(v) for k, v in result.generated.items()
-                  if k not in previous and k.startswith("group:")}
+    result = resolve_env(
+        spec, groups=loaded.groups, endpoints=endpoints, service_env=service_env, generated=previous
+    )
+    new_own = {
+        k: ctx.box.encrypt(v)
+        for k, v in result.generated.items()
+        if k not in previous and not k.startswith("group:")
+    }
+    new_shared = {
+        k: ctx.box.encrypt(v)
+        for k, v in result.generated.items()
+        if k not in previous and k.startswith("group:")
+    }
     ctx.state.save_generated(spec.name, new_own)
     ctx.state.save_generated(GROUP_OWNER, new_shared)
     for item in result.unset:

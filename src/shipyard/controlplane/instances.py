@@ -35,7 +35,9 @@ class StartFailure:
 
     def describe(self) -> str:
         lines = "\n".join(f"    | {line}" for line in self.log_tail[-10:])
-        return f"{self.instance}: {self.reason}" + (f"\n  last log lines:\n{lines}" if lines else "")
+        return f"{self.instance}: {self.reason}" + (
+            f"\n  last log lines:\n{lines}" if lines else ""
+        )
 
 
 def base_env() -> dict[str, str]:
@@ -63,8 +65,9 @@ def platform_env(ctx: Context, svc: dict[str, Any], release: dict[str, Any]) -> 
     return env
 
 
-def start_instance(ctx: Context, svc: dict[str, Any], release: dict[str, Any],
-                   existing: Instance | None = None) -> Instance:
+def start_instance(
+    ctx: Context, svc: dict[str, Any], release: dict[str, Any], existing: Instance | None = None
+) -> Instance:
     """Start one instance of ``release`` (or restart ``existing`` on its port)."""
     name = svc["name"]
     spec = json.loads(release["spec_json"])
@@ -77,15 +80,23 @@ def start_instance(ctx: Context, svc: dict[str, Any], release: dict[str, Any],
         else:
             inst_id, port = existing.id, existing.port
             log_path = instance_log(ctx.settings.services_dir, name, inst_id)
-    env = {**base_env(), **ctx.box.decrypt_env(release["env_enc"]),
-           **platform_env(ctx, svc, release), "PORT": str(port), "RENDER_INSTANCE_ID": inst_id}
+    env = {
+        **base_env(),
+        **ctx.box.decrypt_env(release["env_enc"]),
+        **platform_env(ctx, svc, release),
+        "PORT": str(port),
+        "RENDER_INSTANCE_ID": inst_id,
+    }
     workdir = release_paths(ctx.settings.services_dir, name, release["number"]).workdir(
-        spec.get("root_dir", ""))
+        spec.get("root_dir", "")
+    )
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = ctx.runtime.start(ProcessSpec(
-        command=spec["start_command"], cwd=workdir, env=env, log_path=log_path))
-    ctx.state.update_instance(inst_id, pid=handle.pid, start_time=handle.start_time,
-                              started_at=ctx.clock.now())
+    handle = ctx.runtime.start(
+        ProcessSpec(command=spec["start_command"], cwd=workdir, env=env, log_path=log_path)
+    )
+    ctx.state.update_instance(
+        inst_id, pid=handle.pid, start_time=handle.start_time, started_at=ctx.clock.now()
+    )
     return ctx.state.instance(inst_id)
 
 
@@ -93,8 +104,9 @@ def handle_of(inst: Instance) -> ProcessHandle:
     return ProcessHandle(pid=inst.pid or 0, start_time=inst.start_time or 0)
 
 
-def wait_healthy(ctx: Context, svc: dict[str, Any], instances: list[Instance],
-                 timeout_s: float, emit: Emit) -> list[StartFailure]:
+def wait_healthy(
+    ctx: Context, svc: dict[str, Any], instances: list[Instance], timeout_s: float, emit: Emit
+) -> list[StartFailure]:
     """Poll every instance until healthy, dead, or out of time. Returns the failures."""
     spec = json.loads(svc["spec_json"])
     pending = {i.id: i for i in instances}
@@ -107,8 +119,13 @@ def wait_healthy(ctx: Context, svc: dict[str, Any], instances: list[Instance],
             status = ctx.runtime.status(handle_of(inst))
             if not status.running:
                 del pending[inst.id]
-                failures.append(StartFailure(inst.id, _exit_reason(status.exit_code, status.signal),
-                                             tuple(tail(_log(inst), 20))))
+                failures.append(
+                    StartFailure(
+                        inst.id,
+                        _exit_reason(status.exit_code, status.signal),
+                        tuple(tail(_log(inst), 20)),
+                    )
+                )
                 continue
             if svc["type"] == "worker":
                 if ctx.clock.monotonic() - started >= min(WORKER_SETTLE_S, timeout_s):
@@ -116,9 +133,12 @@ def wait_healthy(ctx: Context, svc: dict[str, Any], instances: list[Instance],
                 continue
             inst = _follow_actual_port(ctx, inst, emit)
             pending[inst.id] = inst
-            probe = Probe(port=inst.port, path=spec.get("health_check_path"),
-                          host_header=external_host(ctx.settings, svc["type"], svc["name"]),
-                          timeout_s=min(5.0, timeout_s))
+            probe = Probe(
+                port=inst.port,
+                path=spec.get("health_check_path"),
+                host_header=external_host(ctx.settings, svc["type"], svc["name"]),
+                timeout_s=min(5.0, timeout_s),
+            )
             result = probe.check()
             last_detail[inst.id] = result.detail
             if result.healthy:
@@ -126,8 +146,10 @@ def wait_healthy(ctx: Context, svc: dict[str, Any], instances: list[Instance],
                 emit(f"{inst.id} is healthy ({result.detail})", "info")
         if pending and ctx.clock.monotonic() >= deadline:
             for inst in pending.values():
-                reason = (f"did not become healthy within {timeout_s:g} s "
-                          f"(last check: {last_detail.get(inst.id, 'none')})")
+                reason = (
+                    f"did not become healthy within {timeout_s:g} s "
+                    f"(last check: {last_detail.get(inst.id, 'none')})"
+                )
                 failures.append(StartFailure(inst.id, reason, tuple(tail(_log(inst), 20))))
             break
         if pending:
@@ -143,8 +165,10 @@ def _follow_actual_port(ctx: Context, inst: Instance, emit: Emit) -> Instance:
     if inst.port in ports or len(ports) != 1:
         return inst
     actual = next(iter(ports))
-    emit(f"{inst.id} ignores $PORT={inst.port} and listens on {actual}; routing to {actual}",
-         "warning")
+    emit(
+        f"{inst.id} ignores $PORT={inst.port} and listens on {actual}; routing to {actual}",
+        "warning",
+    )
     ctx.state.update_instance(inst.id, port=actual)
     return ctx.state.instance(inst.id)
 
@@ -177,8 +201,9 @@ def wait_edge_up(ctx: Context, svc: dict[str, Any], instances: list[Instance]) -
     return sorted(pending)
 
 
-def drain_and_stop(ctx: Context, svc: dict[str, Any], instances: list[Instance],
-                   emit: Emit) -> None:
+def drain_and_stop(
+    ctx: Context, svc: dict[str, Any], instances: list[Instance], emit: Emit
+) -> None:
     """Drain routed instances until no request is in flight, then SIGTERM, then SIGKILL."""
     if not instances:
         return
@@ -190,8 +215,11 @@ def drain_and_stop(ctx: Context, svc: dict[str, Any], instances: list[Instance],
         timeout = spec.get("drain_timeout_seconds") or ctx.settings.drain_timeout_s
         busy = wait_idle(ctx, svc["name"], [i.id for i in instances], float(timeout))
         if busy:
-            emit(f"drain timeout ({timeout:g} s) passed with requests still in flight on "
-                 f"{', '.join(busy)}", "warning")
+            emit(
+                f"drain timeout ({timeout:g} s) passed with requests still in flight on "
+                f"{', '.join(busy)}",
+                "warning",
+            )
     for inst in instances:
         ctx.state.update_instance(inst.id, state="stopping")
     sync_routes(ctx)
@@ -217,10 +245,12 @@ def wait_idle(ctx: Context, backend: str, servers: list[str], timeout_s: float) 
 
 def stop_all(ctx: Context, instances: list[Instance], grace_s: float) -> None:
     """SIGTERM every instance's process group at once; SIGKILL after ``grace_s``."""
+
     def stop(inst: Instance) -> None:
         status = ctx.runtime.stop(handle_of(inst), grace_s)
-        ctx.state.update_instance(inst.id, state="stopped",
-                                  last_exit=_describe_exit(status.exit_code, status.signal))
+        ctx.state.update_instance(
+            inst.id, state="stopped", last_exit=_describe_exit(status.exit_code, status.signal)
+        )
 
     threads = [threading.Thread(target=stop, args=(i,), daemon=True) for i in instances]
     for thread in threads:

@@ -31,8 +31,9 @@ def _instance_logs(ctx: Context, service: str, release: int | None) -> dict[str,
     return {i.id: Path(i.log_path) for i in instances if release is None or i.release == release}
 
 
-def read_logs(ctx: Context, service: str, *, build: bool, lines: int,
-              release: int | None) -> list[str]:
+def read_logs(
+    ctx: Context, service: str, *, build: bool, lines: int, release: int | None
+) -> list[str]:
     if build:
         path = _build_log(ctx, service, release)
         return tail(path, lines) if path else []
@@ -42,8 +43,9 @@ def read_logs(ctx: Context, service: str, *, build: bool, lines: int,
     return out[-lines:] if len(out) > lines else out
 
 
-def follow_logs(ctx: Context, service: str, *, build: bool, lines: int,
-                release: int | None) -> Iterator[str]:
+def follow_logs(
+    ctx: Context, service: str, *, build: bool, lines: int, release: int | None
+) -> Iterator[str]:
     """Yield the last ``lines`` lines, then new lines as they are written (new instances too)."""
     for line in read_logs(ctx, service, build=build, lines=lines, release=release):
         yield line + "\n"

@@ -21,7 +21,10 @@ def stop_everything(settings: Settings) -> int:
     for inst in instances:
         runtime.stop(handle_of(inst), 10.0)
         state.update_instance(inst.id, state="stopped")
-    HAProxyEdge(EdgeOptions(dir=settings.haproxy_dir, http_bind=settings.http_bind,
-                            http_port=settings.http_port),
-                haproxy_bin=settings.haproxy_bin).stop()
+    HAProxyEdge(
+        EdgeOptions(
+            dir=settings.haproxy_dir, http_bind=settings.http_bind, http_port=settings.http_port
+        ),
+        haproxy_bin=settings.haproxy_bin,
+    ).stop()
     return len(instances)

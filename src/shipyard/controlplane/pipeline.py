@@ -50,10 +50,17 @@ def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -
     number = ctx.state.next_release_number(req.service)
     paths = release_paths(ctx.settings.services_dir, req.service, number)
     ctx.state.add_release(
-        service=req.service, number=number, status="building", config_digest=req.config_digest,
-        git_commit=req.git.commit, git_branch=req.git.branch, source=req.source_label,
-        dir=str(paths.dir), spec_json=json.dumps(req.spec),
-        env_enc=ctx.box.encrypt_env(req.env), deploy_id=deploy_id,
+        service=req.service,
+        number=number,
+        status="building",
+        config_digest=req.config_digest,
+        git_commit=req.git.commit,
+        git_branch=req.git.branch,
+        source=req.source_label,
+        dir=str(paths.dir),
+        spec_json=json.dumps(req.spec),
+        env_enc=ctx.box.encrypt_env(req.env),
+        deploy_id=deploy_id,
     )
     release = ctx.state.release(req.service, number)
     emit(f"release {number}: copying source from {req.source_label}", "info")
@@ -69,14 +76,22 @@ def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -
         emit(f"release {number}: building ({command})", "info")
         svc = ctx.state.service(req.service)
         env = {**base_env(), **req.env, **platform_env(ctx, svc, release), "CI": "true"}
-        result = run_logged(ctx.runtime, label="build", command=command, cwd=workdir, env=env,
-                            log_path=paths.build_log, timeout_s=ctx.settings.build_timeout_s)
+        result = run_logged(
+            ctx.runtime,
+            label="build",
+            command=command,
+            cwd=workdir,
+            env=env,
+            log_path=paths.build_log,
+            timeout_s=ctx.settings.build_timeout_s,
+        )
         if not result.ok:
             reason = f"build command exited with code {result.exit_code}"
             ctx.state.set_release_status(req.service, number, "build-failed", reason)
             raise BuildFailed(
                 f"{req.service}: {reason}; the current release keeps serving.\n"
-                + _indent(result.log_tail) + f"\n  (full log: shipyard logs {req.service} --build)",
+                + _indent(result.log_tail)
+                + f"\n  (full log: shipyard logs {req.service} --build)",
                 fields={"service": req.service, "release": number},
             )
     else:
@@ -95,17 +110,28 @@ def run_pre_deploy(ctx: Context, release: dict[str, Any], emit: Emit) -> None:
     paths = release_paths(ctx.settings.services_dir, name, number)
     emit(f"release {number}: running preDeployCommand ({command})", "info")
     svc = ctx.state.service(name)
-    env = {**base_env(), **ctx.box.decrypt_env(release["env_enc"]),
-           **platform_env(ctx, svc, release)}
-    result = run_logged(ctx.runtime, label="pre-deploy", command=command,
-                        cwd=paths.workdir(spec.get("root_dir", "")), env=env,
-                        log_path=paths.build_log, timeout_s=PRE_DEPLOY_TIMEOUT_S)
+    env = {
+        **base_env(),
+        **ctx.box.decrypt_env(release["env_enc"]),
+        **platform_env(ctx, svc, release),
+    }
+    result = run_logged(
+        ctx.runtime,
+        label="pre-deploy",
+        command=command,
+        cwd=paths.workdir(spec.get("root_dir", "")),
+        env=env,
+        log_path=paths.build_log,
+        timeout_s=PRE_DEPLOY_TIMEOUT_S,
+    )
     if not result.ok:
         reason = f"preDeployCommand exited with code {result.exit_code}"
         ctx.state.set_release_status(name, number, "failed", reason)
-        raise DeployFailed(f"{name}: {reason}; the deploy was cancelled and the current release "
-                           "keeps serving.\n" + _indent(result.log_tail),
-                           fields={"service": name, "release": number})
+        raise DeployFailed(
+            f"{name}: {reason}; the deploy was cancelled and the current release "
+            "keeps serving.\n" + _indent(result.log_tail),
+            fields={"service": name, "release": number},
+        )
 
 
 def rollout(ctx: Context, release: dict[str, Any], emit: Emit, *, previous_status: str) -> None:
@@ -141,16 +167,21 @@ def rollout(ctx: Context, release: dict[str, Any], emit: Emit, *, previous_statu
         ctx.state.set_release_status(name, number, "failed", reason)
         if svc["current_release"] is not None:  # `svc` predates the promotion: put it back
             _promote(ctx, svc, svc, svc["current_release"], "live")
-        raise DeployFailed(f"{name}: {reason}; the current release keeps serving.",
-                           fields={"service": name, "release": number})
-    emit(f"release {number}: {len(new)} instance(s) receiving traffic; draining {len(old)} old",
-         "info")
+        raise DeployFailed(
+            f"{name}: {reason}; the current release keeps serving.",
+            fields={"service": name, "release": number},
+        )
+    emit(
+        f"release {number}: {len(new)} instance(s) receiving traffic; draining {len(old)} old",
+        "info",
+    )
     drain_and_stop(ctx, svc, old, emit)
     emit(f"release {number} is live", "info")
 
 
-def _promote(ctx: Context, svc: dict[str, Any], new_svc: dict[str, Any], number: int,
-             previous_status: str) -> None:
+def _promote(
+    ctx: Context, svc: dict[str, Any], new_svc: dict[str, Any], number: int, previous_status: str
+) -> None:
     """Make ``number`` the live release and its spec the service's spec."""
     name = svc["name"]
     current = svc["current_release"]

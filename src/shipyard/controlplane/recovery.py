@@ -33,8 +33,12 @@ def recover(ctx: Context) -> None:
         alive = inst.pid is not None and ctx.runtime.alive(handle_of(inst))
         if inst.state in ("running", "crashed"):
             if not alive and inst.state == "running":
-                state.update_instance(inst.id, state="crashed", last_exit="gone after restart",
-                                      restart_at=ctx.clock.now())
+                state.update_instance(
+                    inst.id,
+                    state="crashed",
+                    last_exit="gone after restart",
+                    restart_at=ctx.clock.now(),
+                )
         elif not alive:
             final = {"starting": "failed", "restarting": "crashed"}.get(inst.state, "stopped")
             state.update_instance(inst.id, state=final, restart_at=ctx.clock.now())

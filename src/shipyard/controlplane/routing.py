@@ -21,21 +21,25 @@ def desired_table(state: State, settings: Settings) -> RoutingTable:
             continue
         spec = json.loads(svc["spec_json"])
         name = svc["name"]
-        public = (settings.public_host(name), *spec.get("domains", ())) if svc[
-            "type"] == "web" else ()
+        public = (
+            (settings.public_host(name), *spec.get("domains", ())) if svc["type"] == "web" else ()
+        )
         servers = tuple(
             Server(name=i.id, address="127.0.0.1", port=i.port, state=ROUTED[i.state])
-            for i in instances if i.service == name
+            for i in instances
+            if i.service == name
         )
-        backends.append(Backend(
-            name=name,
-            mode="http" if svc["type"] == "web" else "tcp",
-            internal_port=svc["internal_port"],
-            public_hosts=public,
-            health_path=spec.get("health_check_path") if svc["type"] == "web" else None,
-            health_host=external_host(settings, svc["type"], name),
-            servers=servers,
-        ))
+        backends.append(
+            Backend(
+                name=name,
+                mode="http" if svc["type"] == "web" else "tcp",
+                internal_port=svc["internal_port"],
+                public_hosts=public,
+                health_path=spec.get("health_check_path") if svc["type"] == "web" else None,
+                health_host=external_host(settings, svc["type"], name),
+                servers=servers,
+            )
+        )
     return RoutingTable(backends=tuple(backends))
 
 

@@ -23,23 +23,30 @@ COUNTED = ("running", "crashed", "restarting", "starting")
 def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: bool) -> None:
     svc = ctx.state.service(service)
     release = ctx.state.release(service, svc["current_release"])
-    current = [i for i in ctx.state.instances(service, states=COUNTED)
-               if i.release == svc["current_release"]]
+    current = [
+        i
+        for i in ctx.state.instances(service, states=COUNTED)
+        if i.release == svc["current_release"]
+    ]
     previous_desired = svc["desired_instances"]
     if persist:
         ctx.state.set_desired(service, count)
     if count > len(current):
         emit(f"starting {count - len(current)} instance(s) of release {release['number']}", "info")
         new = [start_instance(ctx, svc, release) for _ in range(count - len(current))]
-        timeout = float(json.loads(release["spec_json"]).get(
-            "health_check_timeout_seconds") or ctx.settings.health_timeout_s)
+        timeout = float(
+            json.loads(release["spec_json"]).get("health_check_timeout_seconds")
+            or ctx.settings.health_timeout_s
+        )
         failures = wait_healthy(ctx, svc, new, timeout, emit)
         if failures:
             _stop_failed(ctx, new)
             if persist:
                 ctx.state.set_desired(service, previous_desired)
-            raise DeployFailed(f"{service}: scaling up failed; nothing changed:\n"
-                               + "\n".join("  " + f.describe() for f in failures))
+            raise DeployFailed(
+                f"{service}: scaling up failed; nothing changed:\n"
+                + "\n".join("  " + f.describe() for f in failures)
+            )
         for inst in new:
             ctx.state.update_instance(inst.id, state="running")
         sync_routes(ctx)

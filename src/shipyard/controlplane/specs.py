@@ -19,7 +19,13 @@ def stored_spec(spec: ServiceSpec) -> dict[str, Any]:
 
 
 def _redact(entry: dict[str, Any]) -> dict[str, Any]:
-    kind = next((k for k in ("value", "generate", "from_service", "from_database", "from_group")
-                 if entry.get(k) not in (None, False)), "sync")
+    kind = next(
+        (
+            k
+            for k in ("value", "generate", "from_service", "from_database", "from_group")
+            if entry.get(k) not in (None, False)
+        ),
+        "sync",
+    )
     digest = hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
     return {"key": entry.get("key") or entry.get("from_group"), "kind": kind, "digest": digest}

@@ -62,49 +62,94 @@ class State:
         return self.db.all("SELECT * FROM services ORDER BY name")
 
     def upsert_service(
-        self, name: str, type_: str, spec: dict[str, Any], blueprint_path: str, instances: int,
+        self,
+        name: str,
+        type_: str,
+        spec: dict[str, Any],
+        blueprint_path: str,
+        instances: int,
         internal_port: int | None,
     ) -> None:
         now = self.clock.now()
         with self.db.tx() as conn:
             row = conn.execute(
-                "SELECT blueprint_instances, desired_instances FROM services WHERE name = ?", (name,)
+                "SELECT blueprint_instances, desired_instances FROM services WHERE name = ?",
+                (name,),
             ).fetchone()
             if row is None:
                 conn.execute(
                     "INSERT INTO services VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (name, type_, json.dumps(spec), blueprint_path, instances, instances,
-                     internal_port, None, now, now),
+                    (
+                        name,
+                        type_,
+                        json.dumps(spec),
+                        blueprint_path,
+                        instances,
+                        instances,
+                        internal_port,
+                        None,
+                        now,
+                        now,
+                    ),
                 )
                 return
             # A manual `scale` wins until the Blueprint's numInstances itself changes (Render).
-            desired = instances if row["blueprint_instances"] != instances else row[
-                "desired_instances"]
+            desired = (
+                instances if row["blueprint_instances"] != instances else row["desired_instances"]
+            )
             conn.execute(
                 "UPDATE services SET type=?, spec_json=?, blueprint_path=?, desired_instances=?,"
                 " blueprint_instances=?, internal_port=COALESCE(internal_port, ?), updated_at=?"
                 " WHERE name=?",
-                (type_, json.dumps(spec), blueprint_path, desired, instances, internal_port, now,
-                 name),
+                (
+                    type_,
+                    json.dumps(spec),
+                    blueprint_path,
+                    desired,
+                    instances,
+                    internal_port,
+                    now,
+                    name,
+                ),
             )
 
     def set_desired(self, name: str, count: int) -> None:
-        self.db.execute("UPDATE services SET desired_instances=?, updated_at=? WHERE name=?",
-                        count, self.clock.now(), name)
+        self.db.execute(
+            "UPDATE services SET desired_instances=?, updated_at=? WHERE name=?",
+            count,
+            self.clock.now(),
+            name,
+        )
 
     def set_current_release(self, name: str, number: int) -> None:
-        self.db.execute("UPDATE services SET current_release=?, updated_at=? WHERE name=?",
-                        number, self.clock.now(), name)
+        self.db.execute(
+            "UPDATE services SET current_release=?, updated_at=? WHERE name=?",
+            number,
+            self.clock.now(),
+            name,
+        )
 
     def set_service_spec(self, name: str, spec: dict[str, Any]) -> None:
-        self.db.execute("UPDATE services SET spec_json=?, updated_at=? WHERE name=?",
-                        json.dumps(spec), self.clock.now(), name)
+        self.db.execute(
+            "UPDATE services SET spec_json=?, updated_at=? WHERE name=?",
+            json.dumps(spec),
+            self.clock.now(),
+            name,
+        )
 
     def used_ports(self) -> set[int]:
-        ports = {r["internal_port"] for r in self.db.all(
-            "SELECT internal_port FROM services WHERE internal_port IS NOT NULL")}
-        ports |= {r["port"] for r in self.db.all(
-            "SELECT port FROM instances WHERE state NOT IN ('stopped', 'failed')")}
+        ports = {
+            r["internal_port"]
+            for r in self.db.all(
+                "SELECT internal_port FROM services WHERE internal_port IS NOT NULL"
+            )
+        }
+        ports |= {
+            r["port"]
+            for r in self.db.all(
+                "SELECT port FROM instances WHERE state NOT IN ('stopped', 'failed')"
+            )
+        }
         return ports
 
     # releases ------------------------------------------------------------------------------
@@ -121,8 +166,10 @@ class State:
     def release(self, service: str, number: int) -> dict[str, Any]:
         row = self.db.one("SELECT * FROM releases WHERE service=? AND number=?", service, number)
         if row is None:
-            raise NotFound(f"Service {service!r} has no release {number}.",
-                           fields={"service": service, "release": number})
+            raise NotFound(
+                f"Service {service!r} has no release {number}.",
+                fields={"service": service, "release": number},
+            )
         return row
 
     def releases(self, service: str) -> list[dict[str, Any]]:
@@ -134,16 +181,28 @@ class State:
         self.db.execute(
             "UPDATE releases SET status=?, reason=?, finished_at=COALESCE(finished_at, ?),"
             " live_at=COALESCE(?, live_at) WHERE service=? AND number=?",
-            status, reason, now if status != "building" else None, live_at, service, number,
+            status,
+            reason,
+            now if status != "building" else None,
+            live_at,
+            service,
+            number,
         )
 
     # instances -----------------------------------------------------------------------------
-    def add_instance(self, inst_id: str, service: str, release: int, port: int,
-                     log_path: str) -> None:
+    def add_instance(
+        self, inst_id: str, service: str, release: int, port: int, log_path: str
+    ) -> None:
         self.db.execute(
             "INSERT INTO instances (id, service, release, port, state, log_path, created_at)"
             " VALUES (?,?,?,?,?,?,?)",
-            inst_id, service, release, port, "starting", log_path, self.clock.now(),
+            inst_id,
+            service,
+            release,
+            port,
+            "starting",
+            log_path,
+            self.clock.now(),
         )
 
     def instance(self, inst_id: str) -> Instance:
@@ -152,8 +211,9 @@ class State:
             raise NotFound(f"Instance {inst_id!r} does not exist.")
         return Instance.from_row(row)
 
-    def instances(self, service: str | None = None, states: tuple[str, ...] = ACTIVE_INSTANCE
-                  ) -> list[Instance]:
+    def instances(
+        self, service: str | None = None, states: tuple[str, ...] = ACTIVE_INSTANCE
+    ) -> list[Instance]:
         marks = ",".join("?" for _ in states)
         sql = f"SELECT * FROM instances WHERE state IN ({marks})"
         params: list[Any] = list(states)
@@ -172,14 +232,22 @@ class State:
     def add_deploy(self, kind: str, target: str) -> int:
         return self.db.execute(
             "INSERT INTO deploys (kind, target, status, created_at) VALUES (?,?,?,?)",
-            kind, target, "running", self.clock.now(),
+            kind,
+            target,
+            "running",
+            self.clock.now(),
         )
 
-    def finish_deploy(self, deploy_id: int, status: str, error: str,
-                      result: dict[str, Any]) -> None:
+    def finish_deploy(
+        self, deploy_id: int, status: str, error: str, result: dict[str, Any]
+    ) -> None:
         self.db.execute(
             "UPDATE deploys SET status=?, error=?, finished_at=?, result_json=? WHERE id=?",
-            status, error, self.clock.now(), json.dumps(result), deploy_id,
+            status,
+            error,
+            self.clock.now(),
+            json.dumps(result),
+            deploy_id,
         )
 
     def deploy(self, deploy_id: int) -> dict[str, Any]:
@@ -192,16 +260,22 @@ class State:
     def running_deploys(self) -> list[dict[str, Any]]:
         return self.db.all("SELECT * FROM deploys WHERE status = 'running'")
 
-    def add_event(self, deploy_id: int, message: str, service: str = "",
-                  level: str = "info") -> None:
+    def add_event(
+        self, deploy_id: int, message: str, service: str = "", level: str = "info"
+    ) -> None:
         self.db.execute(
             "INSERT INTO deploy_events (deploy_id, ts, service, level, message) VALUES (?,?,?,?,?)",
-            deploy_id, self.clock.now(), service, level, message,
+            deploy_id,
+            self.clock.now(),
+            service,
+            level,
+            message,
         )
 
     def events(self, deploy_id: int, after: int = 0) -> list[dict[str, Any]]:
         return self.db.all(
-            "SELECT * FROM deploy_events WHERE deploy_id=? AND id>? ORDER BY id", deploy_id, after)
+            "SELECT * FROM deploy_events WHERE deploy_id=? AND id>? ORDER BY id", deploy_id, after
+        )
 
     # generated values ----------------------------------------------------------------------
     def generated_values(self, service: str) -> dict[str, bytes]:
@@ -213,5 +287,6 @@ class State:
             for key, token in values.items():
                 conn.execute(
                     "INSERT OR IGNORE INTO generated_values (service, key, value_enc)"
-                    " VALUES (?,?,?)", (service, key, token))
-
+                    " VALUES (?,?,?)",
+                    (service, key, token),
+                )

@@ -52,8 +52,12 @@ class Supervisor:
             if inst.state == "running" and not self.ctx.runtime.alive(handle_of(inst)):
                 self._record_crash(inst, now)
                 crashed_any = True
-            elif (inst.state == "crashed" and inst.id not in self._restarting
-                  and (inst.restart_at or 0) <= now and not self.busy(inst.service)):
+            elif (
+                inst.state == "crashed"
+                and inst.id not in self._restarting
+                and (inst.restart_at or 0) <= now
+                and not self.busy(inst.service)
+            ):
                 self._restart_async(inst)
         if crashed_any:
             sync_routes(self.ctx)
@@ -69,15 +73,26 @@ class Supervisor:
         crashes = (*self.ctx.policy.recent(inst.crash_times, now), now)
         delay = self.ctx.policy.delay(crashes, now)
         looping = self.ctx.policy.crash_looping(crashes, now)
-        log.warning("instance %s %s; restart in %.0f s%s", inst.id, exit_text, delay,
-                    " (crash loop)" if looping else "")
-        self.ctx.state.update_instance(inst.id, state="crashed", last_exit=exit_text,
-                                       crash_times=crashes, restart_at=now + delay)
+        log.warning(
+            "instance %s %s; restart in %.0f s%s",
+            inst.id,
+            exit_text,
+            delay,
+            " (crash loop)" if looping else "",
+        )
+        self.ctx.state.update_instance(
+            inst.id,
+            state="crashed",
+            last_exit=exit_text,
+            crash_times=crashes,
+            restart_at=now + delay,
+        )
 
     def _restart_async(self, inst: Instance) -> None:
         self._restarting.add(inst.id)
-        threading.Thread(target=self._restart, args=(inst,), daemon=True,
-                         name=f"restart-{inst.id}").start()
+        threading.Thread(
+            target=self._restart, args=(inst,), daemon=True, name=f"restart-{inst.id}"
+        ).start()
 
     def _restart(self, inst: Instance) -> None:
         try:
@@ -86,13 +101,19 @@ class Supervisor:
                 self.ctx.state.update_instance(inst.id, state="stopped")
                 return
             release = self.ctx.state.release(inst.service, inst.release)
-            self.ctx.state.update_instance(inst.id, state="restarting",
-                                           restarts=inst.restarts + 1)
+            self.ctx.state.update_instance(inst.id, state="restarting", restarts=inst.restarts + 1)
             restarted = start_instance(self.ctx, svc, release, existing=inst)
-            timeout = float(json.loads(release["spec_json"]).get("health_check_timeout_seconds")
-                            or self.ctx.settings.health_timeout_s)
-            failures = wait_healthy(self.ctx, {**svc, "spec_json": release["spec_json"]},
-                                    [restarted], timeout, lambda m, lvl: log.info("%s", m))
+            timeout = float(
+                json.loads(release["spec_json"]).get("health_check_timeout_seconds")
+                or self.ctx.settings.health_timeout_s
+            )
+            failures = wait_healthy(
+                self.ctx,
+                {**svc, "spec_json": release["spec_json"]},
+                [restarted],
+                timeout,
+                lambda m, lvl: log.info("%s", m),
+            )
             self._finish(restarted, ok=not failures)
         except Exception:
             log.exception("restart of %s failed", inst.id)
@@ -113,5 +134,9 @@ class Supervisor:
         now = self.ctx.clock.now()
         crashes = (*self.ctx.policy.recent(current.crash_times, now), now)
         self.ctx.state.update_instance(
-            inst.id, state="crashed", last_exit="failed its health check after a restart",
-            crash_times=crashes, restart_at=now + self.ctx.policy.delay(crashes, now))
+            inst.id,
+            state="crashed",
+            last_exit="failed its health check after a restart",
+            crash_times=crashes,
+            restart_at=now + self.ctx.policy.delay(crashes, now),
+        )

@@ -9,15 +9,31 @@ from typing import Any
 from shipyard.controlplane.context import Context
 from shipyard.controlplane.state import Instance
 
-RELEASE_FIELDS = ("number", "status", "reason", "created_at", "finished_at", "live_at",
-                  "config_digest", "git_commit", "git_branch", "source", "deploy_id")
+RELEASE_FIELDS = (
+    "number",
+    "status",
+    "reason",
+    "created_at",
+    "finished_at",
+    "live_at",
+    "config_digest",
+    "git_commit",
+    "git_branch",
+    "source",
+    "deploy_id",
+)
 
 
 def instance_view(ctx: Context, inst: Instance) -> dict[str, Any]:
     now = ctx.clock.now()
     return {
-        "id": inst.id, "release": inst.release, "state": inst.state, "port": inst.port,
-        "pid": inst.pid, "restarts": inst.restarts, "last_exit": inst.last_exit,
+        "id": inst.id,
+        "release": inst.release,
+        "state": inst.state,
+        "port": inst.port,
+        "pid": inst.pid,
+        "restarts": inst.restarts,
+        "last_exit": inst.last_exit,
         "crash_loop": ctx.policy.crash_looping(inst.crash_times, now),
         "restart_in": max(0.0, (inst.restart_at or now) - now) if inst.state == "crashed" else None,
         "started_at": inst.started_at,
@@ -29,9 +45,13 @@ def service_view(ctx: Context, svc: dict[str, Any], busy: bool) -> dict[str, Any
     instances = [instance_view(ctx, i) for i in ctx.state.instances(svc["name"])]
     running = sum(1 for i in instances if i["state"] == "running")
     view: dict[str, Any] = {
-        "name": svc["name"], "type": svc["type"], "runtime": spec.get("runtime"),
-        "blueprint": svc["blueprint_path"], "current_release": svc["current_release"],
-        "desired_instances": svc["desired_instances"], "running_instances": running,
+        "name": svc["name"],
+        "type": svc["type"],
+        "runtime": spec.get("runtime"),
+        "blueprint": svc["blueprint_path"],
+        "current_release": svc["current_release"],
+        "desired_instances": svc["desired_instances"],
+        "running_instances": running,
         "status": _status(svc, instances, running, busy),
         "env_keys": sorted(str(e["key"]) for e in spec.get("env_vars", ()) if e.get("key")),
         "instances": instances,
@@ -44,8 +64,7 @@ def service_view(ctx: Context, svc: dict[str, Any], busy: bool) -> dict[str, Any
     return view
 
 
-def _status(svc: dict[str, Any], instances: list[dict[str, Any]], running: int, busy: bool
-            ) -> str:
+def _status(svc: dict[str, Any], instances: list[dict[str, Any]], running: int, busy: bool) -> str:
     if busy:
         return "deploying"
     if svc["current_release"] is None:

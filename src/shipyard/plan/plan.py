@@ -11,11 +11,18 @@ from shipyard.blueprint.model import ServiceSpec
 Action = Literal["create", "update", "redeploy"]
 # Fields a person recognises, in Blueprint spelling, for "what changed".
 FIELD_NAMES = {
-    "type": "type", "runtime": "runtime", "root_dir": "rootDir", "build_command": "buildCommand",
-    "start_command": "startCommand", "pre_deploy_command": "preDeployCommand",
-    "health_check_path": "healthCheckPath", "num_instances": "numInstances",
-    "max_shutdown_delay_seconds": "maxShutdownDelaySeconds", "env_vars": "envVars",
-    "domains": "domains", "health_check_timeout_seconds": "healthCheckTimeoutSeconds",
+    "type": "type",
+    "runtime": "runtime",
+    "root_dir": "rootDir",
+    "build_command": "buildCommand",
+    "start_command": "startCommand",
+    "pre_deploy_command": "preDeployCommand",
+    "health_check_path": "healthCheckPath",
+    "num_instances": "numInstances",
+    "max_shutdown_delay_seconds": "maxShutdownDelaySeconds",
+    "env_vars": "envVars",
+    "domains": "domains",
+    "health_check_timeout_seconds": "healthCheckTimeoutSeconds",
     "drain_timeout_seconds": "drainTimeoutSeconds",
 }
 
@@ -44,7 +51,12 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "steps": [
-                {"service": s.service, "type": s.type, "action": s.action, "changes": list(s.changes)}
+                {
+                    "service": s.service,
+                    "type": s.type,
+                    "action": s.action,
+                    "changes": list(s.changes),
+                }
                 for s in self.steps
             ],
             "orphans": list(self.orphans),
@@ -82,7 +94,8 @@ def make_plan(
             steps.append(PlanStep(spec.name, spec.type, "create"))
             continue
         changed = tuple(
-            FIELD_NAMES.get(key, key) for key in sorted(set(new) | set(old))
+            FIELD_NAMES.get(key, key)
+            for key in sorted(set(new) | set(old))
             if new.get(key) != old.get(key)
         )
         steps.append(PlanStep(spec.name, spec.type, "update" if changed else "redeploy", changed))

@@ -25,7 +25,7 @@ class RestartPolicy:
         count = len(self.recent(crash_times, now))
         if count <= 0:
             return 0.0
-        return min(self.base_s * 2 ** (count - 1), self.cap_s)
+        return float(min(self.base_s * 2 ** (count - 1), self.cap_s))
 
     def crash_looping(self, crash_times: tuple[float, ...], now: float) -> bool:
         return len(self.recent(crash_times, now)) >= self.loop_threshold

@@ -24,10 +24,14 @@ class GitInfo:
 
 def git_info(path: Path) -> GitInfo:
     """Commit and branch of the git work tree holding ``path`` ("" when not a repository)."""
+
     def git(*args: str) -> str:
         try:
             out = subprocess.run(
-                ["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10,
+                ["git", "-C", str(path), *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
@@ -64,8 +68,11 @@ def git_checkout(repo: str, branch: str, dest: Path) -> GitInfo:
 
 def git_info_remote(repo: str, branch: str) -> GitInfo:
     out = subprocess.run(
-        ["git", "ls-remote", "--", repo, f"refs/heads/{branch}"], capture_output=True, text=True,
-        timeout=60, check=False,
+        ["git", "ls-remote", "--", repo, f"refs/heads/{branch}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     commit = out.stdout.split()[0] if out.returncode == 0 and out.stdout.strip() else ""
     return GitInfo(commit=commit, branch=branch)

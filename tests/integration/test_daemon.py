@@ -1,0 +1,82 @@
+"""Instances and HAProxy outlive the daemon; a new daemon re-adopts them; down/up round trip."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_deploy import deploy, web
+from tests.support.harness import Project, Shipyard, load
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+@pytest.fixture
+def own_shipyard(tmp_path: Path, haproxy_bin: str) -> Iterator[Shipyard]:
+    sy = Shipyard(tmp_path / "home")
+    sy.up()
+    try:
+        yield sy
+    finally:
+        sy.down()
+
+
+def haproxy_pid(sy: Shipyard) -> int:
+    return int((sy.home / "haproxy" / "haproxy.pid").read_text().split()[0])
+
+
+def test_kill_daemon_keeps_serving_and_readopts(own_shipyard: Shipyard, project: Project) -> None:
+    sy = own_shipyard
+    bp = project.blueprint("services:\n" + web("keep", "v1") + web("keep2", "v1", app="nodeweb"))
+    deploy(sy, bp)
+    pids = {i["id"]: i["pid"] for i in sy.service("keep")["instances"]}
+    proxy_pid = haproxy_pid(sy)
+    with load(sy.http_port, "keep.localhost") as result:
+        sy.kill_daemon()
+        time.sleep(1.5)
+        down = sy.cli("ps")
+        assert down.code == 7 and "not reachable" in down.err
+        sent_while_down = result.sent
+        sy.up()
+        time.sleep(0.5)
+    assert sent_while_down > 20 and result.failed == 0, result.errors[:5]
+    svc = sy.service("keep")
+    assert {i["id"]: i["pid"] for i in svc["instances"]} == pids  # same processes, not restarted
+    assert svc["status"] == "live" and haproxy_pid(sy) == proxy_pid
+    # and the re-adopted daemon can still deploy
+    project.blueprint("services:\n" + web("keep", "v2") + web("keep2", "v1", app="nodeweb"))
+    deploy(sy, bp, "--service", "keep")
+    assert sy.get_json("keep")["version"] == "v2"
+    assert all(not alive(p) for p in pids.values())
+
+
+def test_down_stops_everything_and_up_restores(own_shipyard: Shipyard, project: Project) -> None:
+    sy = own_shipyard
+    bp = project.blueprint("services:\n" + web("cycle", "v1"))
+    deploy(sy, bp)
+    pids = [i["pid"] for i in sy.service("cycle")["instances"]]
+    proxy_pid = haproxy_pid(sy)
+    sy.ok("down")
+    time.sleep(0.5)
+    assert not any(alive(p) for p in [*pids, proxy_pid])
+    sy.up()
+    deadline = time.monotonic() + 30
+    while sy.service("cycle")["status"] != "live" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert sy.get_json("cycle")["version"] == "v1"
+    # down while the daemon is dead still stops what it started
+    pids = [i["pid"] for i in sy.service("cycle")["instances"]]
+    sy.kill_daemon()
+    result = sy.ok("down")
+    assert "Daemon was not running" in result.out
+    assert not any(alive(p) for p in [*pids, haproxy_pid(sy)])

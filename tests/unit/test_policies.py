@@ -1,0 +1,139 @@
+"""Pure decisions: restart backoff, rollback target, plan, stored-spec redaction, routing table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shipyard.blueprint.load import parse_blueprint
+from shipyard.clock import FakeClock
+from shipyard.controlplane.db import Database
+from shipyard.controlplane.routing import desired_table
+from shipyard.controlplane.specs import stored_spec
+from shipyard.controlplane.state import State
+from shipyard.errors import Conflict, NotFound
+from shipyard.plan.plan import make_plan
+from shipyard.rollout.choose import rollback_target
+from shipyard.run.backoff import RestartPolicy
+from shipyard.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("crashes", "now", "delay", "looping"),
+    [
+        ((100.0,), 100.0, 1.0, False),
+        ((100.0, 101.0), 101.0, 2.0, False),
+        ((100.0, 101.0, 103.0), 103.0, 4.0, True),
+        (tuple(float(i) for i in range(20)), 20.0, 300.0, True),  # capped at 5 minutes
+        ((0.0, 1.0, 1000.0), 1000.0, 1.0, False),  # old crashes fall out of the window
+    ],
+)
+def test_restart_backoff(crashes: tuple[float, ...], now: float, delay: float,
+                         looping: bool) -> None:
+    policy = RestartPolicy()
+    assert policy.delay(crashes, now) == delay
+    assert policy.crash_looping(crashes, now) is looping
+
+
+def rel(number: int, status: str, reason: str = "") -> dict[str, object]:
+    return {"number": number, "status": status, "reason": reason, "live_at": None}
+
+
+RELEASES = [rel(1, "superseded"), rel(2, "build-failed", "build command exited with code 1"),
+            rel(3, "superseded"), rel(4, "rolled-back"), rel(5, "failed", "did not become"),
+            rel(6, "live")]
+
+
+def test_rollback_default_skips_failed_and_rolled_back() -> None:
+    assert rollback_target(RELEASES, 6, None) == 3
+    assert rollback_target(RELEASES, 3, None) == 1
+
+
+@pytest.mark.parametrize(
+    ("to", "error", "text"),
+    [(9, NotFound, "Release 9 does not exist"), (6, Conflict, "already the live release"),
+     (2, Conflict, "its build did not succeed")],
+)
+def test_rollback_to_rejects(to: int, error: type[Exception], text: str) -> None:
+    with pytest.raises(error, match=text):
+        rollback_target(RELEASES, 6, to)
+
+
+def test_rollback_without_history() -> None:
+    with pytest.raises(Conflict, match="No earlier good release"):
+        rollback_target([rel(1, "live")], 1, None)
+    assert rollback_target(RELEASES, 6, 4) == 4
+
+
+BP = """
+services:
+  - type: web
+    name: web
+    runtime: node
+    startCommand: node server.js
+    envVars:
+      - {key: TOKEN, value: hunter2}
+  - type: worker
+    name: jobs
+    runtime: python
+    startCommand: python3 w.py
+"""
+
+
+def test_plan_create_update_redeploy_orphan_and_type_change() -> None:
+    loaded = parse_blueprint(BP, filename="render.yaml", kind="render")
+    specs = {s.name: stored_spec(s) for s in loaded.services}
+    changed = json.loads(json.dumps(specs["web"]))
+    changed["env_vars"][0]["digest"] = "different"
+    plan = make_plan(loaded.services, specs, {"web": changed}, {"web": "web", "old": "web"},
+                     ["web", "old"])
+    assert [(s.service, s.action, s.changes) for s in plan.steps] == [
+        ("web", "update", ("envVars",)), ("jobs", "create", ())]
+    assert plan.orphans == ("old",)
+    same = make_plan(loaded.services, specs, {"web": specs["web"]}, {"jobs": "pserv"})
+    assert same.steps[0].action == "redeploy"
+    assert "is a pserv in Shipyard and a worker in the Blueprint" in same.problems[0]
+
+
+def test_stored_spec_never_holds_env_values() -> None:
+    loaded = parse_blueprint(BP, filename="render.yaml", kind="render")
+    stored = stored_spec(loaded.service("web"))
+    assert "hunter2" not in json.dumps(stored)
+    assert stored["env_vars"][0]["key"] == "TOKEN" and stored["env_vars"][0]["kind"] == "value"
+
+
+def test_routing_table_from_state(tmp_path: Path) -> None:
+    clock = FakeClock()
+    state = State(Database(tmp_path / "s.db"), clock)
+    settings = Settings(home=tmp_path, http_port=9000)
+    state.upsert_service("web", "web", {"domains": ["a.example"], "health_check_path": "/up"},
+                         "bp", 2, 7001)
+    state.upsert_service("api", "pserv", {}, "bp", 1, 7002)
+    state.upsert_service("jobs", "worker", {}, "bp", 1, None)
+    for inst, svc, port, st in [("w1", "web", 7101, "running"), ("w2", "web", 7102, "draining"),
+                                ("w3", "web", 7103, "starting"), ("a1", "api", 7201, "crashed")]:
+        state.add_instance(inst, svc, 1, port, "log")
+        state.update_instance(inst, state=st)
+    table = desired_table(state, settings)
+    web = table.backend("web")
+    assert web is not None and web.mode == "http"
+    assert web.public_hosts == ("web.localhost", "a.example")
+    assert web.health_path == "/up" and web.health_host == "web.localhost"
+    assert [(s.name, s.port, s.state) for s in web.servers] == [
+        ("w1", 7101, "ready"), ("w2", 7102, "drain")]
+    api = table.backend("api")
+    assert api is not None and api.mode == "tcp" and api.public_hosts == () and api.servers == ()
+    assert table.backend("jobs") is None
+
+
+def test_manual_scale_survives_redeploy_until_blueprint_changes(tmp_path: Path) -> None:
+    state = State(Database(tmp_path / "s.db"), FakeClock())
+    state.upsert_service("web", "web", {}, "bp", 2, 7001)
+    state.set_desired("web", 5)
+    state.upsert_service("web", "web", {}, "bp", 2, None)
+    assert state.service("web")["desired_instances"] == 5
+    assert state.service("web")["internal_port"] == 7001
+    state.upsert_service("web", "web", {}, "bp", 3, None)
+    assert state.service("web")["desired_instances"] == 3
