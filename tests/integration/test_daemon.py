@@ -75,8 +75,8 @@ def test_down_stops_everything_and_up_restores(own_shipyard: Shipyard, project: 
         time.sleep(0.3)
     assert sy.get_json("cycle")["version"] == "v1"
     # down while the daemon is dead still stops what it started
-    pids = [i["pid"] for i in sy.service("cycle")["instances"]]
+    pids = [i["pid"] for i in sy.service("cycle")["instances"]] + [haproxy_pid(sy)]
     sy.kill_daemon()
     result = sy.ok("down")
     assert "Daemon was not running" in result.out
-    assert not any(alive(p) for p in [*pids, haproxy_pid(sy)])
+    assert not any(alive(p) for p in pids)
