@@ -134,7 +134,7 @@ def test_plan_shows_changes_without_deploying(shipyard: Shipyard, project: Proje
     project.blueprint("services:\n" + web("pl", "v2", instances=3))
     plan = json.loads(shipyard.ok("plan", "-f", str(bp), "--json").out)
     step = plan["steps"][0]
-    assert step["action"] == "update" and set(step["changes"]) == {"envVars", "numInstances"}
+    assert step["action"] == "update" and set(step["changes"]) == {"buildCommand", "envVars", "numInstances"}
     assert shipyard.get_json("pl")["version"] == "v1"  # plan changed nothing
 
 
