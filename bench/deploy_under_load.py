@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.harness import Project, Shipyard, load  # noqa: E402
+from tests.support.harness import Project, Shipyard, load
 
 BLUEPRINT = """
 services:
@@ -84,8 +84,10 @@ def main() -> int:
         "final_version": final,
     }
     print(json.dumps(report, indent=2))
-    print(f"deploy_under_load: {args.deploys} deploys, {result.sent} requests, "
-          f"{result.failed} failed, deploy median {report['deploy_s']['median']} s")
+    print(
+        f"deploy_under_load: {args.deploys} deploys, {result.sent} requests, "
+        f"{result.failed} failed, deploy median {report['deploy_s']['median']} s"
+    )
     return 0 if result.failed == 0 and final == f"v{args.deploys}" else 1
 
 

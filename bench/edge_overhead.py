@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.harness import Project, Shipyard  # noqa: E402
+from tests.support.harness import Project, Shipyard
 
 BLUEPRINT = """
 services:
@@ -36,8 +36,20 @@ UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 def wrk(url: str, host: str, duration: int, connections: int) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"Host: {host}",
-         url], capture_output=True, text=True, check=True).stdout
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-H",
+            f"Host: {host}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = {}
     for pct in ("50", "99"):
@@ -45,8 +57,13 @@ def wrk(url: str, host: str, duration: int, connections: int) -> dict[str, float
         lat[pct] = float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p50_ms": lat["50"], "p99_ms": lat["99"],
-            "non_2xx": int(errors.group(1)) if errors else 0, "socket_errors": sock is not None}
+    return {
+        "rps": rps,
+        "p50_ms": lat["50"],
+        "p99_ms": lat["99"],
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": sock is not None,
+    }
 
 
 def main() -> int:
@@ -93,9 +110,11 @@ def main() -> int:
         "p99_added_ms": round(edge["p99_ms"] - direct["p99_ms"], 3),
     }
     print(json.dumps(report, indent=2))
-    print(f"edge_overhead: direct {direct['rps']:.0f} req/s, edge {edge['rps']:.0f} req/s "
-          f"(ratio {report['rps_ratio_edge_over_direct']}), p50 +{report['p50_added_ms']} ms, "
-          f"p99 +{report['p99_added_ms']} ms")
+    print(
+        f"edge_overhead: direct {direct['rps']:.0f} req/s, edge {edge['rps']:.0f} req/s "
+        f"(ratio {report['rps_ratio_edge_over_direct']}), p50 +{report['p50_added_ms']} ms, "
+        f"p99 +{report['p99_added_ms']} ms"
+    )
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,8 +76,14 @@ class Settings:
             http_port=_port(env, "SHIPYARD_HTTP_PORT", DEFAULT_HTTP_PORT),
             api_port=_port(env, "SHIPYARD_API_PORT", DEFAULT_API_PORT),
             http_bind=env.get("SHIPYARD_HTTP_BIND", "127.0.0.1"),
-            haproxy_bin=env.get("SHIPYARD_HAPROXY", "haproxy"),
+            haproxy_bin=env.get("SHIPYARD_HAPROXY") or find_haproxy(env.get("PATH", "")),
         )
+
+
+def find_haproxy(path: str) -> str:
+    """HAProxy lives in /usr/sbin on Debian, which is not on a normal user's PATH."""
+    found = shutil.which("haproxy", path=f"{path}:/usr/sbin:/usr/local/sbin:/sbin")
+    return found or "haproxy"
 
 
 def _port(env: dict[str, str], name: str, default: int) -> int:

@@ -30,7 +30,10 @@ def test_rollback_and_releases(shipyard: Shipyard, project: Project) -> None:
         deploy(shipyard, bp)
     releases = json.loads(shipyard.ok("releases", "roll", "--json").out)
     assert [(r["number"], r["status"], r["current"]) for r in releases] == [
-        (3, "live", True), (2, "superseded", False), (1, "superseded", False)]
+        (3, "live", True),
+        (2, "superseded", False),
+        (1, "superseded", False),
+    ]
     human = shipyard.ok("releases", "roll").out
     assert "RELEASE" in human and "live" in human
     with load(shipyard.http_port, "roll.localhost") as result:
@@ -85,13 +88,27 @@ def test_crashed_instance_is_restarted(shipyard: Shipyard, project: Project) -> 
 
 
 def test_pre_deploy_failure_cancels(shipyard: Shipyard, project: Project) -> None:
-    bp = project.blueprint("services:\n" + web("pre", "v1", extra="""\
+    bp = project.blueprint(
+        "services:\n"
+        + web(
+            "pre",
+            "v1",
+            extra="""\
     preDeployCommand: echo migrating > migrated.txt
-"""))
+""",
+        )
+    )
     deploy(shipyard, bp)
-    project.blueprint("services:\n" + web("pre", "v2", extra="""\
+    project.blueprint(
+        "services:\n"
+        + web(
+            "pre",
+            "v2",
+            extra="""\
     preDeployCommand: echo "migration 42 failed" && exit 1
-"""))
+""",
+        )
+    )
     result = shipyard.cli("deploy", "-f", str(bp), "--wait")
     assert result.code != 0 and "preDeployCommand exited with code 1" in result.text
     assert "migration 42 failed" in result.text
@@ -99,10 +116,16 @@ def test_pre_deploy_failure_cancels(shipyard: Shipyard, project: Project) -> Non
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_deploy_from_git_branch(shipyard: Shipyard, project: Project) -> None:
@@ -120,13 +143,17 @@ def test_deploy_from_git_branch(shipyard: Shipyard, project: Project) -> None:
 
 
 def test_plan_shows_changes_without_deploying(shipyard: Shipyard, project: Project) -> None:
-    bp = project.blueprint("services:\n" + web("pl", "v1") + """
+    bp = project.blueprint(
+        "services:\n"
+        + web("pl", "v1")
+        + """
   - type: cron
     name: nightly
     runtime: python
     schedule: "0 3 * * *"
     startCommand: python3 job.py
-""")
+"""
+    )
     out = shipyard.ok("plan", "-f", str(bp)).out
     assert "+ pl (web): create" in out
     assert "nightly" in out and "not supported yet" in out
@@ -134,12 +161,17 @@ def test_plan_shows_changes_without_deploying(shipyard: Shipyard, project: Proje
     project.blueprint("services:\n" + web("pl", "v2", instances=3))
     plan = json.loads(shipyard.ok("plan", "-f", str(bp), "--json").out)
     step = plan["steps"][0]
-    assert step["action"] == "update" and set(step["changes"]) == {"buildCommand", "envVars", "numInstances"}
+    assert step["action"] == "update" and set(step["changes"]) == {
+        "buildCommand",
+        "envVars",
+        "numInstances",
+    }
     assert shipyard.get_json("pl")["version"] == "v1"  # plan changed nothing
 
 
-def test_invalid_blueprints_are_rejected_with_location(shipyard: Shipyard,
-                                                      project: Project) -> None:
+def test_invalid_blueprints_are_rejected_with_location(
+    shipyard: Shipyard, project: Project
+) -> None:
     before = shipyard.client().services()
     cases = {
         "startComand: python3 app.py": "Did you mean 'startCommand'?",
@@ -147,14 +179,16 @@ def test_invalid_blueprints_are_rejected_with_location(shipyard: Shipyard,
         "healthCheckPath: healthz": "healthCheckPath",
     }
     for bad_line, expected in cases.items():
-        bp = project.blueprint(f"""
+        bp = project.blueprint(
+            f"""
 services:
   - type: web
     name: broken
     runtime: python
     startCommand: python3 app.py
     {bad_line}
-""".replace("    startCommand: python3 app.py\n    startComand", "    startComand"))
+""".replace("    startCommand: python3 app.py\n    startComand", "    startComand")
+        )
         result = shipyard.cli("deploy", "-f", str(bp), "--wait")
         assert result.code == 3, result.text
         assert "render.yaml:" in result.err and expected in result.err, result.err

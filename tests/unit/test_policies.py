@@ -30,8 +30,9 @@ from shipyard.settings import Settings
         ((0.0, 1.0, 1000.0), 1000.0, 1.0, False),  # old crashes fall out of the window
     ],
 )
-def test_restart_backoff(crashes: tuple[float, ...], now: float, delay: float,
-                         looping: bool) -> None:
+def test_restart_backoff(
+    crashes: tuple[float, ...], now: float, delay: float, looping: bool
+) -> None:
     policy = RestartPolicy()
     assert policy.delay(crashes, now) == delay
     assert policy.crash_looping(crashes, now) is looping
@@ -41,9 +42,14 @@ def rel(number: int, status: str, reason: str = "") -> dict[str, object]:
     return {"number": number, "status": status, "reason": reason, "live_at": None}
 
 
-RELEASES = [rel(1, "superseded"), rel(2, "build-failed", "build command exited with code 1"),
-            rel(3, "superseded"), rel(4, "rolled-back"), rel(5, "failed", "did not become"),
-            rel(6, "live")]
+RELEASES = [
+    rel(1, "superseded"),
+    rel(2, "build-failed", "build command exited with code 1"),
+    rel(3, "superseded"),
+    rel(4, "rolled-back"),
+    rel(5, "failed", "did not become"),
+    rel(6, "live"),
+]
 
 
 def test_rollback_default_skips_failed_and_rolled_back() -> None:
@@ -53,8 +59,11 @@ def test_rollback_default_skips_failed_and_rolled_back() -> None:
 
 @pytest.mark.parametrize(
     ("to", "error", "text"),
-    [(9, NotFound, "Release 9 does not exist"), (6, Conflict, "already the live release"),
-     (2, Conflict, "its build did not succeed")],
+    [
+        (9, NotFound, "Release 9 does not exist"),
+        (6, Conflict, "already the live release"),
+        (2, Conflict, "its build did not succeed"),
+    ],
 )
 def test_rollback_to_rejects(to: int, error: type[Exception], text: str) -> None:
     with pytest.raises(error, match=text):
@@ -87,10 +96,13 @@ def test_plan_create_update_redeploy_orphan_and_type_change() -> None:
     specs = {s.name: stored_spec(s) for s in loaded.services}
     changed = json.loads(json.dumps(specs["web"]))
     changed["env_vars"][0]["digest"] = "different"
-    plan = make_plan(loaded.services, specs, {"web": changed}, {"web": "web", "old": "web"},
-                     ["web", "old"])
+    plan = make_plan(
+        loaded.services, specs, {"web": changed}, {"web": "web", "old": "web"}, ["web", "old"]
+    )
     assert [(s.service, s.action, s.changes) for s in plan.steps] == [
-        ("web", "update", ("envVars",)), ("jobs", "create", ())]
+        ("web", "update", ("envVars",)),
+        ("jobs", "create", ()),
+    ]
     assert plan.orphans == ("old",)
     same = make_plan(loaded.services, specs, {"web": specs["web"]}, {"jobs": "pserv"})
     assert same.steps[0].action == "redeploy"
@@ -108,12 +120,17 @@ def test_routing_table_from_state(tmp_path: Path) -> None:
     clock = FakeClock()
     state = State(Database(tmp_path / "s.db"), clock)
     settings = Settings(home=tmp_path, http_port=9000)
-    state.upsert_service("web", "web", {"domains": ["a.example"], "health_check_path": "/up"},
-                         "bp", 2, 7001)
+    state.upsert_service(
+        "web", "web", {"domains": ["a.example"], "health_check_path": "/up"}, "bp", 2, 7001
+    )
     state.upsert_service("api", "pserv", {}, "bp", 1, 7002)
     state.upsert_service("jobs", "worker", {}, "bp", 1, None)
-    for inst, svc, port, st in [("w1", "web", 7101, "running"), ("w2", "web", 7102, "draining"),
-                                ("w3", "web", 7103, "starting"), ("a1", "api", 7201, "crashed")]:
+    for inst, svc, port, st in [
+        ("w1", "web", 7101, "running"),
+        ("w2", "web", 7102, "draining"),
+        ("w3", "web", 7103, "starting"),
+        ("a1", "api", 7201, "crashed"),
+    ]:
         state.add_instance(inst, svc, 1, port, "log")
         state.update_instance(inst, state=st)
     table = desired_table(state, settings)
@@ -122,7 +139,9 @@ def test_routing_table_from_state(tmp_path: Path) -> None:
     assert web.public_hosts == ("web.localhost", "a.example")
     assert web.health_path == "/up" and web.health_host == "web.localhost"
     assert [(s.name, s.port, s.state) for s in web.servers] == [
-        ("w1", 7101, "ready"), ("w2", 7102, "drain")]
+        ("w1", 7101, "ready"),
+        ("w2", 7102, "drain"),
+    ]
     api = table.backend("api")
     assert api is not None and api.mode == "tcp" and api.public_hosts == () and api.servers == ()
     assert table.backend("jobs") is None

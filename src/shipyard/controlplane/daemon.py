@@ -26,7 +26,7 @@ from shipyard.controlplane.recovery import recover
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
 from shipyard.controlplane.supervisor import Supervisor
-from shipyard.drivers.haproxy.edge import EdgeOptions, HAProxyEdge
+from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.process import LocalProcesses
 from shipyard.errors import Conflict
 from shipyard.settings import Settings

@@ -6,7 +6,7 @@ from shipyard.clock import SystemClock
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.instances import handle_of
 from shipyard.controlplane.state import State
-from shipyard.drivers.haproxy.edge import EdgeOptions, HAProxyEdge
+from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.process import LocalProcesses
 from shipyard.settings import Settings
 
