@@ -10,7 +10,7 @@ $(BIN)/shipyard: pyproject.toml
 	scripts/install-system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-cache-dir -e '.[dev]'
 	@touch $@
 
 install: $(BIN)/shipyard

@@ -134,3 +134,25 @@ def test_busy_service_is_left_to_its_operation(tmp_path: Path) -> None:
     sup.tick()
     assert ctx.state.instance("jobs-1").state == "crashed"  # recorded, not restarted
     assert not sup._restarting
+
+
+def test_instance_down_in_haproxy_for_a_minute_is_restarted(tmp_path: Path) -> None:
+    ctx, runtime, edge, clock = make_ctx(tmp_path)
+    runtime.live.add(1)  # the process is alive, but hung
+    status = {"value": "DOWN"}
+    edge.server_stats = lambda b, s: ServerStats(status["value"], 0, 0)  # type: ignore[method-assign]
+    sup = Supervisor(ctx, busy=lambda _: False)
+    sup.tick()
+    clock.advance(30)
+    status["value"] = "UP"  # recovered in time: the clock starts over
+    sup.tick()
+    status["value"] = "DOWN"
+    sup.tick()
+    clock.advance(59)
+    sup.tick()
+    assert ctx.state.instance("jobs-1").state == "running"
+    clock.advance(1)
+    sup.tick()
+    inst = ctx.state.instance("jobs-1")
+    assert inst.state == "crashed" and "failed health checks for 60 s" in inst.last_exit
+    assert 1 not in runtime.live  # the hung process was stopped

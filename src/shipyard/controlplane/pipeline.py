@@ -171,10 +171,10 @@ def rollout(ctx: Context, release: dict[str, Any], emit: Emit, *, previous_statu
             f"{name}: {reason}; the current release keeps serving.",
             fields={"service": name, "release": number},
         )
-    emit(
-        f"release {number}: {len(new)} instance(s) receiving traffic; draining {len(old)} old",
-        "info",
-    )
+    if svc["type"] == "worker":
+        emit(f"release {number}: {len(new)} instance(s) running; stopping {len(old)} old", "info")
+    else:
+        emit(f"release {number}: {len(new)} routed; draining {len(old)} old", "info")
     drain_and_stop(ctx, svc, old, emit)
     emit(f"release {number} is live", "info")
 

@@ -18,6 +18,9 @@ from shipyard.controlplane.routing import sync_routes
 from shipyard.controlplane.state import Instance
 
 log = logging.getLogger("shipyard.supervisor")
+# Render: ~15 s of failed checks takes an instance out of routing (HAProxy's `fall` does that
+# here), ~60 s restarts it.
+UNHEALTHY_RESTART_S = 60.0
 
 
 class Supervisor:
@@ -27,6 +30,7 @@ class Supervisor:
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._restarting: set[str] = set()
+        self._down_since: dict[str, float] = {}
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -52,6 +56,15 @@ class Supervisor:
             if inst.state == "running" and not self.ctx.runtime.alive(handle_of(inst)):
                 self._record_crash(inst, now)
                 crashed_any = True
+            elif inst.state == "running" and self._unhealthy_too_long(inst, now):
+                log.warning(
+                    "instance %s failed its health checks for %.0f s: restarting it",
+                    inst.id,
+                    UNHEALTHY_RESTART_S,
+                )
+                self.ctx.runtime.stop(handle_of(inst), 5.0)
+                self._record_crash(inst, now, f"failed health checks for {UNHEALTHY_RESTART_S:g} s")
+                crashed_any = True
             elif (
                 inst.state == "crashed"
                 and inst.id not in self._restarting
@@ -62,9 +75,23 @@ class Supervisor:
         if crashed_any:
             sync_routes(self.ctx)
 
-    def _record_crash(self, inst: Instance, now: float) -> None:
+    def _unhealthy_too_long(self, inst: Instance, now: float) -> bool:
+        """True once HAProxy has reported the instance DOWN for UNHEALTHY_RESTART_S."""
+        stats = self.ctx.edge.server_stats(inst.service, inst.id)
+        if stats is None or not stats.status.upper().startswith("DOWN"):
+            self._down_since.pop(inst.id, None)
+            return False
+        since = self._down_since.setdefault(inst.id, now)
+        if now - since < UNHEALTHY_RESTART_S:
+            return False
+        del self._down_since[inst.id]
+        return True
+
+    def _record_crash(self, inst: Instance, now: float, reason: str = "") -> None:
         status = self.ctx.runtime.status(handle_of(inst))
-        if status.signal:
+        if reason:
+            exit_text = reason
+        elif status.signal:
             exit_text = f"killed by signal {status.signal}"
         elif status.exit_code is not None:
             exit_text = f"exited with code {status.exit_code}"
