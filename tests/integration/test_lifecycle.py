@@ -207,3 +207,39 @@ def test_logs_show_requests_and_build(shipyard: Shipyard, project: Project) -> N
     assert "building lg v1" in shipyard.ok("logs", "lg", "--build").out
     ps = shipyard.ok("ps").out
     assert "lg" in ps and "INSTANCE" in ps
+
+
+def test_app_that_ignores_port_is_routed_to_the_port_it_opened(
+    shipyard: Shipyard, project: Project
+) -> None:
+    from tests.support.harness import free_port
+
+    fixed = free_port()
+    bp = project.blueprint(
+        "services:\n"
+        + web("fixedport", "v1", instances=1).replace(
+            "startCommand: python3 app.py", f"startCommand: PORT={fixed} python3 app.py"
+        )
+    )
+    out = deploy(shipyard, bp)
+    assert f"listens on {fixed}" in out
+    assert shipyard.get_json("fixedport")["port"] == fixed
+
+
+def test_haproxy_killed_is_started_again(shipyard: Shipyard, project: Project) -> None:
+    bp = project.blueprint("services:\n" + web("edgeheal", "v1", instances=1))
+    deploy(shipyard, bp)
+    pidfile = shipyard.home / "haproxy" / "haproxy.pid"
+    master = int(pidfile.read_text().split()[0])
+    workers = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+    for pid in [master, *map(int, workers.stdout.split())]:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _serves(shipyard), timeout=20)
+    assert int(pidfile.read_text().split()[0]) != master
+
+
+def _serves(sy: Shipyard) -> bool:
+    try:
+        return sy.get("edgeheal.localhost")[0] == 200
+    except OSError:
+        return False

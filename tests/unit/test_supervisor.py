@@ -62,6 +62,9 @@ class FakeEdge:
     def old_workers(self) -> int:
         return 0
 
+    def is_running(self) -> bool:
+        return True
+
     def stop(self, timeout: float = 10) -> None:
         pass
 

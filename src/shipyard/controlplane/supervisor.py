@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from shipyard.controlplane.context import Context
 from shipyard.controlplane.instances import handle_of, start_instance, wait_healthy
-from shipyard.controlplane.routing import sync_routes
+from shipyard.controlplane.routing import desired_table, sync_routes
 from shipyard.controlplane.state import Instance
 
 log = logging.getLogger("shipyard.supervisor")
@@ -51,6 +51,7 @@ class Supervisor:
 
     def tick(self) -> None:
         now = self.ctx.clock.now()
+        self._keep_edge_up()
         crashed_any = False
         for inst in self.ctx.state.instances(states=("running", "crashed")):
             if inst.state == "running" and not self.ctx.runtime.alive(handle_of(inst)):
@@ -74,6 +75,14 @@ class Supervisor:
                 self._restart_async(inst)
         if crashed_any:
             sync_routes(self.ctx)
+
+    def _keep_edge_up(self) -> None:
+        """HAProxy outlives the daemon, but if HAProxy itself dies, start it again."""
+        if self.ctx.edge.is_running():
+            return
+        log.error("HAProxy is not running: starting it again")
+        with self.ctx.route_lock:
+            self.ctx.edge.ensure_running(desired_table(self.ctx.state, self.ctx.settings))
 
     def _unhealthy_too_long(self, inst: Instance, now: float) -> bool:
         """True once HAProxy has reported the instance DOWN for UNHEALTHY_RESTART_S."""
