@@ -7,7 +7,6 @@ from shipyard.blueprint.load import (
     load_blueprint,
     parse_blueprint,
 )
-from shipyard.blueprint.model import EnvVarSpec, FromService, ServiceSpec
 from shipyard.blueprint.refs import (
     Endpoint,
     ResolvedEnv,
@@ -16,6 +15,7 @@ from shipyard.blueprint.refs import (
     resolve_env,
 )
 from shipyard.blueprint.schema import blueprint_json_schema
+from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
 
 __all__ = [
     "Endpoint",

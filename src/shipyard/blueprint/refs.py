@@ -15,12 +15,10 @@ from typing import Any
 
 from shipyard.blueprint.model import (
     NATIVE_RUNTIMES,
-    EnvVarSpec,
-    FromService,
     Loc,
-    ServiceSpec,
 )
 from shipyard.blueprint.schema import did_you_mean
+from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
 
 EXTENSIONS = ("healthCheckTimeoutSeconds", "drainTimeoutSeconds")
 _ENV_FORMS = ("value", "generateValue", "sync", "fromDatabase", "fromService", "fromGroup")

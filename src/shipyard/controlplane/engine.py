@@ -288,15 +288,11 @@ class Engine:
             "info",
         )
 
-        def work() -> dict[str, Any]:
-            try:
-                rollout(self.ctx, release, emit, previous_status="rolled-back")
-            except ShipyardError as exc:
-                emit(exc.message, "error")
-                return {service: {"status": "failed", "error": exc.message}}
-            return {service: {"status": "ok", "release": target}}
-
-        self._spawn(deploy_id, [service], work)
+        self._spawn_one(
+            deploy_id, service, emit,
+            lambda: rollout(self.ctx, release, emit, previous_status="rolled-back"),
+            {"release": target},
+        )  # fmt: skip
         return {"id": deploy_id, "service": service, "release": target}
 
     def scale(self, service: str, count: int, kind: str = "scale") -> dict[str, Any]:
@@ -309,13 +305,29 @@ class Engine:
         self._claim([service], deploy_id)
         emit = self.emitter(deploy_id, service)
 
+        self._spawn_one(
+            deploy_id, service, emit,
+            lambda: scale_to(self.ctx, service, count, emit, persist=kind == "scale"),
+            {"instances": count},
+        )  # fmt: skip
+        return {"id": deploy_id, "service": service, "instances": count}
+
+    def _spawn_one(
+        self,
+        deploy_id: int,
+        service: str,
+        emit: Emit,
+        action: Callable[[], None],
+        detail: dict[str, Any],
+    ) -> None:
+        """Run one operation on one service; its failure is reported, not raised."""
+
         def work() -> dict[str, Any]:
             try:
-                scale_to(self.ctx, service, count, emit, persist=kind == "scale")
+                action()
             except ShipyardError as exc:
                 emit(exc.message, "error")
                 return {service: {"status": "failed", "error": exc.message}}
-            return {service: {"status": "ok", "instances": count}}
+            return {service: {"status": "ok", **detail}}
 
         self._spawn(deploy_id, [service], work)
-        return {"id": deploy_id, "service": service, "instances": count}

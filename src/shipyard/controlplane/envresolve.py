@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from shipyard.blueprint.load import LoadedBlueprint
-from shipyard.blueprint.model import ServiceSpec
 from shipyard.blueprint.refs import Endpoint, resolve_env
+from shipyard.blueprint.spec import ServiceSpec
 from shipyard.controlplane.context import Context, Emit
 
 GROUP_OWNER = ""  # generated values of env groups are shared by every service using the group

@@ -8,7 +8,7 @@ import hashlib
 import json
 from typing import Any
 
-from shipyard.blueprint.model import ServiceSpec
+from shipyard.blueprint.spec import ServiceSpec
 
 
 def stored_spec(spec: ServiceSpec) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shipyard.blueprint.model import ServiceSpec
+from shipyard.blueprint.spec import ServiceSpec
 
 Action = Literal["create", "update", "redeploy"]
 # Fields a person recognises, in Blueprint spelling, for "what changed".
