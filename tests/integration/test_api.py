@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -68,3 +69,26 @@ def test_logs_follow_streams_new_lines(shipyard: Shipyard, project: Project) -> 
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_second_deploy_of_a_busy_service_is_refused(shipyard: Shipyard, project: Project) -> None:
+    bp = project.blueprint(
+        "services:\n"
+        + web(
+            "busy",
+            "v1",
+            instances=1,
+            extra_env="""\
+      - key: BOOT_DELAY
+        value: "2"
+""",
+        )
+    )
+    first = shipyard.ok("deploy", "-f", str(bp), "--json")
+    op = json.loads(first.out)
+    second = shipyard.cli("deploy", "-f", str(bp))
+    assert second.code == 5, second.text
+    assert "in progress on busy (operation #" in second.err
+    shipyard.ok("deploy-status", str(op["id"]), "--wait")
+    assert shipyard.get_json("busy")["version"] == "v1"
+    assert len(shipyard.client().releases("busy")) == 1  # the refused deploy built nothing
