@@ -10,6 +10,7 @@ import pytest
 from shipyard.blueprint.load import parse_blueprint
 from shipyard.clock import FakeClock
 from shipyard.controlplane.db import Database
+from shipyard.controlplane.pipeline import target_count
 from shipyard.controlplane.routing import desired_table
 from shipyard.controlplane.specs import stored_spec
 from shipyard.controlplane.state import State
@@ -38,17 +39,18 @@ def test_restart_backoff(
     assert policy.crash_looping(crashes, now) is looping
 
 
-def rel(number: int, status: str, reason: str = "") -> dict[str, object]:
-    return {"number": number, "status": status, "reason": reason, "live_at": None}
+def rel(number: int, status: str, reason: str = "", deployable: bool = True) -> dict[str, object]:
+    return {"number": number, "status": status, "reason": reason, "deployable": deployable}
 
 
 RELEASES = [
     rel(1, "superseded"),
-    rel(2, "build-failed", "build command exited with code 1"),
+    rel(2, "build-failed", "build command exited with code 1", deployable=False),
     rel(3, "superseded"),
     rel(4, "rolled-back"),
-    rel(5, "failed", "did not become"),
+    rel(5, "failed", "did not become healthy"),
     rel(6, "live"),
+    rel(7, "failed", "preDeployCommand exited with code 1", deployable=False),
 ]
 
 
@@ -62,7 +64,8 @@ def test_rollback_default_skips_failed_and_rolled_back() -> None:
     [
         (9, NotFound, "Release 9 does not exist"),
         (6, Conflict, "already the live release"),
-        (2, Conflict, "its build did not succeed"),
+        (2, Conflict, "never got past its build"),
+        (7, Conflict, "preDeployCommand exited"),
     ],
 )
 def test_rollback_to_rejects(to: int, error: type[Exception], text: str) -> None:
@@ -120,11 +123,11 @@ def test_routing_table_from_state(tmp_path: Path) -> None:
     clock = FakeClock()
     state = State(Database(tmp_path / "s.db"), clock)
     settings = Settings(home=tmp_path, http_port=9000)
-    state.upsert_service(
+    state.register_service(
         "web", "web", {"domains": ["a.example"], "health_check_path": "/up"}, "bp", 2, 7001
     )
-    state.upsert_service("api", "pserv", {}, "bp", 1, 7002)
-    state.upsert_service("jobs", "worker", {}, "bp", 1, None)
+    state.register_service("api", "pserv", {}, "bp", 1, 7002)
+    state.register_service("jobs", "worker", {}, "bp", 1, None)
     for inst, svc, port, st in [
         ("w1", "web", 7101, "running"),
         ("w2", "web", 7102, "draining"),
@@ -147,12 +150,42 @@ def test_routing_table_from_state(tmp_path: Path) -> None:
     assert table.backend("jobs") is None
 
 
-def test_manual_scale_survives_redeploy_until_blueprint_changes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("current", "desired", "blueprint", "spec_count", "from_blueprint", "expected"),
+    [
+        (None, 2, 2, 2, True, 2),  # first deploy: the Blueprint's count
+        (1, 5, 2, 2, True, 5),  # manual scale survives a redeploy with the same numInstances
+        (1, 5, 2, 3, True, 3),  # ... until the Blueprint's numInstances changes
+        (1, 5, 2, 3, False, 5),  # a rollback never changes the count
+    ],
+)
+def test_target_count(
+    current: int | None,
+    desired: int,
+    blueprint: int,
+    spec_count: int,
+    from_blueprint: bool,
+    expected: int,
+) -> None:
+    svc = {
+        "current_release": current,
+        "desired_instances": desired,
+        "blueprint_instances": blueprint,
+    }
+    assert target_count(svc, {"num_instances": spec_count}, from_blueprint) == expected
+
+
+def test_registering_an_existing_service_keeps_its_live_spec(tmp_path: Path) -> None:
     state = State(Database(tmp_path / "s.db"), FakeClock())
-    state.upsert_service("web", "web", {}, "bp", 2, 7001)
-    state.set_desired("web", 5)
-    state.upsert_service("web", "web", {}, "bp", 2, None)
-    assert state.service("web")["desired_instances"] == 5
-    assert state.service("web")["internal_port"] == 7001
-    state.upsert_service("web", "web", {}, "bp", 3, None)
-    assert state.service("web")["desired_instances"] == 3
+    state.register_service("web", "web", {"health_check_path": "/up"}, "bp", 2, 7001)
+    state.register_service("web", "web", {"health_check_path": "/other"}, "bp2", 4, 7009)
+    row = state.service("web")
+    assert json.loads(row["spec_json"]) == {"health_check_path": "/up"}
+    assert (row["desired_instances"], row["internal_port"], row["blueprint_path"]) == (
+        2,
+        7001,
+        "bp2",
+    )
+    state.promote_spec("web", {"num_instances": 4}, desired=4)
+    row = state.service("web")
+    assert (row["desired_instances"], row["blueprint_instances"]) == (4, 4)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from shipyard.clock import FakeClock
+from shipyard.controlplane.claims import Claims
 from shipyard.controlplane.context import Context
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.secrets import SecretBox
@@ -53,6 +54,9 @@ class FakeEdge:
     def apply(self, table: RoutingTable) -> None:
         self.tables.append(table)
 
+    def check(self, table: RoutingTable) -> None:
+        pass
+
     def ensure_running(self, table: RoutingTable) -> None:
         self.apply(table)
 
@@ -82,7 +86,7 @@ def make_ctx(tmp_path: Path) -> tuple[Context, FakeRuntime, FakeEdge, FakeClock]
         clock=clock,
     )
     spec = {"start_command": "python3 w.py", "root_dir": "", "env_vars": []}
-    ctx.state.upsert_service("jobs", "worker", spec, "bp", 1, None)
+    ctx.state.register_service("jobs", "worker", spec, "bp", 1, None)
     ctx.state.add_release(
         service="jobs",
         number=1,
@@ -101,7 +105,7 @@ def make_ctx(tmp_path: Path) -> tuple[Context, FakeRuntime, FakeEdge, FakeClock]
 
 def test_crash_is_recorded_then_restarted_after_backoff(tmp_path: Path) -> None:
     ctx, runtime, edge, clock = make_ctx(tmp_path)
-    sup = Supervisor(ctx, busy=lambda _: False)
+    sup = Supervisor(ctx, Claims())
     sup.tick()  # pid 1 is not alive: crash
     inst = ctx.state.instance("jobs-1")
     assert inst.state == "crashed" and inst.last_exit == "exited with code 2"
@@ -116,7 +120,7 @@ def test_crash_is_recorded_then_restarted_after_backoff(tmp_path: Path) -> None:
 
 def test_repeated_crashes_back_off_and_report_a_loop(tmp_path: Path) -> None:
     ctx, runtime, _, clock = make_ctx(tmp_path)
-    sup = Supervisor(ctx, busy=lambda _: False)
+    sup = Supervisor(ctx, Claims())
     delays = []
     for _ in range(4):
         runtime.live.clear()
@@ -131,7 +135,9 @@ def test_repeated_crashes_back_off_and_report_a_loop(tmp_path: Path) -> None:
 
 def test_busy_service_is_left_to_its_operation(tmp_path: Path) -> None:
     ctx, _, _, clock = make_ctx(tmp_path)
-    sup = Supervisor(ctx, busy=lambda _: True)
+    claims = Claims()
+    claims.claim(["jobs"], "deploy")
+    sup = Supervisor(ctx, claims)
     sup.tick()
     clock.advance(10)
     sup.tick()
@@ -144,7 +150,7 @@ def test_instance_down_in_haproxy_for_a_minute_is_restarted(tmp_path: Path) -> N
     runtime.live.add(1)  # the process is alive, but hung
     status = {"value": "DOWN"}
     edge.server_stats = lambda b, s: ServerStats(status["value"], 0, 0)  # type: ignore[method-assign]
-    sup = Supervisor(ctx, busy=lambda _: False)
+    sup = Supervisor(ctx, Claims())
     sup.tick()
     clock.advance(30)
     status["value"] = "UP"  # recovered in time: the clock starts over

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shipyard import __version__
 from shipyard.controlplane.engine import Engine
@@ -23,9 +23,21 @@ class Body(BaseModel):
 
 
 class SourceBody(Body):
-    blueprint: str | None = Field(None, description="Blueprint file or directory (absolute)")
+    blueprint: str | None = Field(
+        None, description="Blueprint file or directory: an absolute path, or with `repo` a path "
+        "inside the repository (default: shipyard.yaml or render.yaml at its root)",
+    )  # fmt: skip
     repo: str | None = Field(None, description="git repository URL or path")
-    branch: str | None = None
+    branch: str | None = Field(None, description="branch of `repo` (default: main)")
+
+    @model_validator(mode="after")
+    def _source_is_explicit(self) -> SourceBody:
+        # The daemon's working directory is nobody's business: say where the source is.
+        if self.repo is None and not (self.blueprint and self.blueprint.startswith("/")):
+            raise ValueError("give `blueprint` as an absolute path, or `repo`")
+        if self.branch is not None and self.repo is None:
+            raise ValueError("`branch` needs `repo`")
+        return self
 
 
 class DeployBody(SourceBody):
@@ -119,9 +131,7 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
     ) -> dict[str, Any] | StreamingResponse:
         ctx.state.service(name)
         if follow:
-            stream: Iterator[str] = follow_logs(
-                ctx, name, build=build, lines=lines, release=release
-            )
+            stream = follow_logs(ctx, name, build=build, lines=lines, release=release)
             return StreamingResponse(stream, media_type="text/plain")
         return {"lines": read_logs(ctx, name, build=build, lines=lines, release=release)}
 

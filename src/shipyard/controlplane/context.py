@@ -19,6 +19,9 @@ from shipyard.settings import Settings
 class Edge(Protocol):
     def apply(self, table: RoutingTable) -> None: ...
 
+    def check(self, table: RoutingTable) -> None:
+        """Raise EdgeError if ``table`` could not be applied; changes nothing."""
+
     def ensure_running(self, table: RoutingTable) -> None: ...
 
     def server_stats(self, backend: str, server: str) -> ServerStats | None: ...

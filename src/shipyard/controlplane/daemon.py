@@ -88,7 +88,7 @@ class Daemon:
             clock=clock,
         )
         self.engine = Engine(self.ctx)
-        self.supervisor = Supervisor(self.ctx, self.engine.busy)
+        self.supervisor = Supervisor(self.ctx, self.engine.claims)
         self.server: uvicorn.Server | None = None
 
     def converge(self) -> None:

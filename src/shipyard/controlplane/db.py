@@ -89,6 +89,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (service, key)
     );
     """,
+    # 2: releases a rollback may use: built and past their pre-deploy command
+    """
+    ALTER TABLE releases ADD COLUMN deployable INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -14,19 +14,26 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from shipyard.blueprint.load import LoadedBlueprint, find_blueprint, load_blueprint
 from shipyard.blueprint.refs import dependency_order
+from shipyard.controlplane.claims import Claims
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.envresolve import resolve_service_env
-from shipyard.controlplane.pipeline import BuildRequest, build_release, rollout, run_pre_deploy
-from shipyard.controlplane.routing import allocate_port
+from shipyard.controlplane.pipeline import (
+    BuildRequest,
+    build_release,
+    fail_unfinished_releases,
+    rollout,
+    run_pre_deploy,
+)
+from shipyard.controlplane.routing import allocate_port, desired_table
 from shipyard.controlplane.scaling import scale_to
 from shipyard.controlplane.specs import stored_spec
-from shipyard.errors import Conflict, NotFound, ShipyardError, UsageError
+from shipyard.errors import Conflict, EdgeError, NotFound, ShipyardError, UsageError
 from shipyard.plan.plan import Plan, make_plan
 from shipyard.rollout.choose import rollback_target
 from shipyard.source.snapshot import GitInfo, git_checkout, git_info
@@ -46,32 +53,21 @@ class Source:
 class Engine:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._guard = threading.Lock()
-        self._owners: dict[str, int] = {}  # service -> deploy id holding it
+        self.claims = Claims()
 
     # locking -----------------------------------------------------------------------------
     def busy(self, service: str) -> bool:
-        with self._guard:
-            return service in self._owners
+        return self.claims.busy(service)
 
     def _claim(self, services: list[str], deploy_id: int) -> None:
-        with self._guard:
-            taken = {s: self._owners[s] for s in services if s in self._owners}
-            if taken:
-                self.ctx.state.finish_deploy(deploy_id, "cancelled", "conflict", {})
-                detail = ", ".join(f"{s} (operation #{d})" for s, d in taken.items())
-                raise Conflict(
-                    f"Another operation is in progress on {detail}; wait for it "
-                    "to finish (shipyard ps) and try again.",
-                    fields={"busy": taken},
-                )
-            for s in services:
-                self._owners[s] = deploy_id
+        try:
+            self.claims.claim(services, f"operation #{deploy_id}")
+        except Conflict:
+            self.ctx.state.finish_deploy(deploy_id, "cancelled", "conflict", {})
+            raise
 
-    def _free(self, services: list[str]) -> None:
-        with self._guard:
-            for s in services:
-                self._owners.pop(s, None)
+    def _free(self, services: list[str], deploy_id: int) -> None:
+        self.claims.free(services, f"operation #{deploy_id}")
 
     def _spawn(
         self, deploy_id: int, services: list[str], work: Callable[[], dict[str, Any]]
@@ -90,7 +86,7 @@ class Engine:
                 self.ctx.state.add_event(deploy_id, msg, level="error")
                 self.ctx.state.finish_deploy(deploy_id, "failed", msg, {})
             finally:
-                self._free(services)
+                self._free(services, deploy_id)
 
         threading.Thread(target=run, name=f"op-{deploy_id}", daemon=True).start()
 
@@ -152,7 +148,27 @@ class Engine:
             if svc["blueprint_path"] == str(loaded.path):
                 from_blueprint.append(svc["name"])
         specs = {s.name: stored_spec(s) for s in loaded.services}
-        return make_plan(loaded.services, specs, live, known, from_blueprint)
+        plan = make_plan(loaded.services, specs, live, known, from_blueprint)
+        problem = self._edge_problem(loaded, specs)
+        return replace(plan, problems=(*plan.problems, problem)) if problem else plan
+
+    def _edge_problem(self, loaded: LoadedBlueprint, specs: dict[str, dict[str, Any]]) -> str:
+        """What the edge would refuse in the routing table this Blueprint produces (a bad
+        domain, a host two services claim, a health path HAProxy cannot send), found before
+        anything is changed."""
+        proposed = []
+        for n, spec in enumerate(loaded.services, start=1):
+            existing = self.ctx.state.find_service(spec.name)
+            port = existing["internal_port"] if existing else None
+            proposed.append({
+                "name": spec.name, "type": spec.type, "spec_json": json.dumps(specs[spec.name]),
+                "internal_port": port or n,  # a placeholder until the service is registered
+            })  # fmt: skip
+        try:
+            self.ctx.edge.check(desired_table(self.ctx.state, self.ctx.settings, proposed))
+        except EdgeError as exc:
+            return f"the edge cannot route this Blueprint: {exc.message}"
+        return ""
 
     def plan(self, blueprint: str | None, repo: str | None, branch: str | None) -> dict[str, Any]:
         source_cm = self.open_source(blueprint, repo, branch)
@@ -217,7 +233,7 @@ class Engine:
         try:
             self._register_services(loaded, names)
         except BaseException:
-            self._free(names)
+            self._free(names, deploy_id)
             raise
         for notice in loaded.notices:
             self.ctx.state.add_event(
@@ -244,7 +260,7 @@ class Engine:
                     existing is None or existing["internal_port"] is None
                 ):
                     port = allocate_port(self.ctx)
-                self.ctx.state.upsert_service(
+                self.ctx.state.register_service(
                     name, spec.type, stored_spec(spec), str(loaded.path), spec.num_instances, port
                 )
 
@@ -268,11 +284,17 @@ class Engine:
                 )
                 release = build_release(self.ctx, deploy_id, req, emit)
                 run_pre_deploy(self.ctx, release, emit)
-                rollout(self.ctx, release, emit, previous_status="superseded")
+                rollout(self.ctx, release, emit, previous_status="superseded", from_blueprint=True)
                 results[name] = {"status": "ok", "release": release["number"]}
             except ShipyardError as exc:
                 emit(exc.message, "error")
                 results[name] = {"status": "failed", "error": exc.message}
+            except Exception as exc:  # a bug or an OS error: report it, go on with the others
+                log.exception("deploy of %s failed", name)
+                message = f"internal error: {type(exc).__name__}: {exc}"
+                emit(message, "error")
+                fail_unfinished_releases(self.ctx, name, message)
+                results[name] = {"status": "failed", "error": message}
         return results
 
     # rollback & scale --------------------------------------------------------------------
@@ -290,7 +312,9 @@ class Engine:
 
         self._spawn_one(
             deploy_id, service, emit,
-            lambda: rollout(self.ctx, release, emit, previous_status="rolled-back"),
+            lambda: rollout(
+                self.ctx, release, emit, previous_status="rolled-back", from_blueprint=False
+            ),
             {"release": target},
         )  # fmt: skip
         return {"id": deploy_id, "service": service, "release": target}

@@ -19,12 +19,15 @@ from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.routing import allocate_port, external_host, sync_routes
 from shipyard.controlplane.state import Instance
 from shipyard.drivers.local.process import ProcessHandle, ProcessSpec, tail
+from shipyard.errors import EdgeError
 from shipyard.observe.health import Probe
 from shipyard.release.store import instance_log, release_paths
 
 BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR")
 WORKER_SETTLE_S = 2.0
 EDGE_UP_TIMEOUT_S = 15.0
+# States an instance of the release being replaced can be in when a drain starts.
+DRAINABLE = ("running", "crashed", "restarting", "starting")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,29 @@ def start_instance(
         inst_id, pid=handle.pid, start_time=handle.start_time, started_at=ctx.clock.now()
     )
     return ctx.state.instance(inst_id)
+
+
+def start_many(
+    ctx: Context, svc: dict[str, Any], release: dict[str, Any], count: int
+) -> list[Instance]:
+    """Start ``count`` instances, all or none: if one cannot start, the others are stopped."""
+    started: list[Instance] = []
+    try:
+        for _ in range(count):
+            started.append(start_instance(ctx, svc, release))
+    except BaseException:
+        abandon(ctx, started)
+        raise
+    return started
+
+
+def abandon(ctx: Context, instances: list[Instance]) -> None:
+    """Stop instances that were never routed and mark them failed."""
+    for inst in instances:
+        ctx.state.update_instance(inst.id, state="stopping")
+    stop_all(ctx, instances, grace_s=5.0)
+    for inst in instances:
+        ctx.state.update_instance(inst.id, state="failed")
 
 
 def handle_of(inst: Instance) -> ProcessHandle:
@@ -193,7 +219,10 @@ def wait_edge_up(ctx: Context, svc: dict[str, Any], instances: list[Instance]) -
     pending = {i.id for i in instances}
     while pending and ctx.clock.monotonic() < deadline:
         for inst_id in list(pending):
-            stats = ctx.edge.server_stats(svc["name"], inst_id)
+            try:
+                stats = ctx.edge.server_stats(svc["name"], inst_id)
+            except EdgeError:
+                continue  # asked again on the next round
             if stats is not None and stats.status.upper().startswith(("UP", "NO CHECK")):
                 pending.discard(inst_id)
         if pending:
@@ -204,50 +233,73 @@ def wait_edge_up(ctx: Context, svc: dict[str, Any], instances: list[Instance]) -
 def drain_and_stop(
     ctx: Context, svc: dict[str, Any], instances: list[Instance], emit: Emit
 ) -> None:
-    """Drain routed instances until no request is in flight, then SIGTERM, then SIGKILL."""
+    """Drain routed instances until no request is in flight, then SIGTERM, then SIGKILL.
+
+    Whatever fails on the way (the edge, a socket), the instances end stopped: the finally
+    block is what keeps a half-done drain from leaving processes behind.
+    """
     if not instances:
         return
     spec = json.loads(svc["spec_json"])
-    if svc["type"] != "worker":
+    try:
+        if svc["type"] != "worker":
+            draining = [
+                i.id for i in instances
+                if ctx.state.transition(i.id, (*DRAINABLE, "draining"), state="draining")
+            ]  # fmt: skip
+            sync_quietly(ctx, emit)
+            timeout = float(spec.get("drain_timeout_seconds") or ctx.settings.drain_timeout_s)
+            busy = wait_idle(ctx, svc["name"], draining, timeout)
+            if busy:
+                emit(
+                    f"drain timeout ({timeout:g} s) passed with requests still in flight on "
+                    f"{', '.join(busy)}", "warning",
+                )  # fmt: skip
+    finally:
         for inst in instances:
-            ctx.state.update_instance(inst.id, state="draining")
-        sync_routes(ctx)
-        timeout = spec.get("drain_timeout_seconds") or ctx.settings.drain_timeout_s
-        busy = wait_idle(ctx, svc["name"], [i.id for i in instances], float(timeout))
-        if busy:
-            emit(
-                f"drain timeout ({timeout:g} s) passed with requests still in flight on "
-                f"{', '.join(busy)}",
-                "warning",
-            )
-    for inst in instances:
-        ctx.state.update_instance(inst.id, state="stopping")
-    sync_routes(ctx)
-    stop_all(ctx, instances, float(spec.get("max_shutdown_delay_seconds", 30)))
+            ctx.state.transition(inst.id, (*DRAINABLE, "draining"), state="stopping")
+        sync_quietly(ctx, emit)
+        stop_all(ctx, instances, float(spec.get("max_shutdown_delay_seconds", 30)))
     emit(f"stopped {', '.join(i.id for i in instances)}", "info")
 
 
+def sync_quietly(ctx: Context, emit: Emit) -> None:
+    """Update the edge; a failure is reported and left to the supervisor's periodic re-apply."""
+    try:
+        sync_routes(ctx)
+    except EdgeError as exc:
+        emit(f"could not update HAProxy ({exc.message}); it will be retried", "warning")
+
+
 def wait_idle(ctx: Context, backend: str, servers: list[str], timeout_s: float) -> list[str]:
-    """Wait until HAProxy reports scur == qcur == 0 for each server and no old worker remains."""
+    """Wait until HAProxy reports scur == qcur == 0 for each server and no old worker remains
+    (an old worker may still hold requests the new one cannot see). A failed query counts as
+    busy and is retried until the timeout."""
     deadline = ctx.clock.monotonic() + timeout_s
     while True:
-        busy = []
-        for server in servers:
-            stats = ctx.edge.server_stats(backend, server)
-            if stats is not None and not stats.idle:
-                busy.append(server)
-        if not busy and ctx.edge.old_workers() > 0:
-            busy = ["(a previous HAProxy worker)"]
+        try:
+            busy = [s for s in servers if not _idle(ctx, backend, s)]
+            if not busy and ctx.edge.old_workers() > 0:
+                busy = ["(a previous HAProxy worker)"]
+        except EdgeError:
+            busy = ["(HAProxy did not answer)"]
         if not busy or ctx.clock.monotonic() >= deadline:
             return busy
         ctx.clock.sleep(0.05)
 
 
+def _idle(ctx: Context, backend: str, server: str) -> bool:
+    stats = ctx.edge.server_stats(backend, server)
+    return stats is None or stats.idle
+
+
 def stop_all(ctx: Context, instances: list[Instance], grace_s: float) -> None:
-    """SIGTERM every instance's process group at once; SIGKILL after ``grace_s``."""
+    """SIGTERM every instance's process group at once; SIGKILL after ``grace_s``. The pid is
+    read again first: a restart may have replaced the process since ``instances`` was read."""
 
     def stop(inst: Instance) -> None:
-        status = ctx.runtime.stop(handle_of(inst), grace_s)
+        fresh = ctx.state.instance(inst.id)
+        status = ctx.runtime.stop(handle_of(fresh), grace_s)
         ctx.state.update_instance(
             inst.id, state="stopped", last_exit=_describe_exit(status.exit_code, status.signal)
         )

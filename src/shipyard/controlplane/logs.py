@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from shipyard.controlplane.context import Context
@@ -43,10 +44,12 @@ def read_logs(
     return out[-lines:] if len(out) > lines else out
 
 
-def follow_logs(
+async def follow_logs(
     ctx: Context, service: str, *, build: bool, lines: int, release: int | None
-) -> Iterator[str]:
-    """Yield the last ``lines`` lines, then new lines as they are written (new instances too)."""
+) -> AsyncIterator[str]:
+    """Yield the last ``lines`` lines, then new lines as they are written (new instances too).
+
+    Async, so a follower holds no worker thread while it waits."""
     for line in read_logs(ctx, service, build=build, lines=lines, release=release):
         yield line + "\n"
     offsets: dict[str, tuple[Path, int]] = {}
@@ -62,18 +65,22 @@ def follow_logs(
     deadline = time.monotonic() + FOLLOW_MAX_S
     while time.monotonic() < deadline:
         for key, path in sources().items():
-            if key not in offsets:
-                offsets[key] = (path, 0)
+            offsets.setdefault(key, (path, 0))
         for key, (path, offset) in list(offsets.items()):
-            if not path.exists():
-                continue
-            with path.open("rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
+            chunk = _read_from(path, offset)
             complete = chunk.rfind(b"\n") + 1
             if complete:
                 offsets[key] = (path, offset + complete)
                 prefix = f"[{key}] " if key else ""
                 for raw in chunk[:complete].decode(errors="replace").splitlines():
                     yield f"{prefix}{raw}\n"
-        time.sleep(FOLLOW_POLL_S)
+        await asyncio.sleep(FOLLOW_POLL_S)
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(1 << 20)
+    except FileNotFoundError:
+        return b""

@@ -7,6 +7,7 @@ old ones are drained only after the new ones are UP in HAProxy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,21 +16,30 @@ from typing import Any
 from shipyard.build.builder import run_logged
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.instances import (
+    abandon,
     base_env,
     drain_and_stop,
     platform_env,
-    start_instance,
-    stop_all,
+    start_many,
     wait_edge_up,
     wait_healthy,
 )
 from shipyard.controlplane.routing import sync_routes
 from shipyard.controlplane.state import Instance
-from shipyard.errors import BuildFailed, DeployFailed
+from shipyard.errors import BuildFailed, DeployFailed, EdgeError, ShipyardError
 from shipyard.release.store import release_paths
 from shipyard.source.snapshot import GitInfo, copy_tree
 
 PRE_DEPLOY_TIMEOUT_S = 1800.0
+# Set in the env of build and pre-deploy commands, so a restarted daemon can find and stop
+# commands its predecessor started (their pids are never recorded).
+RELEASE_MARKER = "SHIPYARD_RELEASE"
+
+
+def release_marker(service: str, number: int) -> str:
+    return f"{service}/{number}"
+
+
 # Instances that belong to the release being replaced (any state but stopped/failed).
 REPLACEABLE = ("running", "crashed", "restarting", "starting")
 
@@ -75,7 +85,13 @@ def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -
     if command:
         emit(f"release {number}: building ({command})", "info")
         svc = ctx.state.service(req.service)
-        env = {**base_env(), **req.env, **platform_env(ctx, svc, release), "CI": "true"}
+        env = {
+            **base_env(),
+            **req.env,
+            **platform_env(ctx, svc, release),
+            "CI": "true",
+            RELEASE_MARKER: release_marker(req.service, number),
+        }
         result = run_logged(
             ctx.runtime,
             label="build",
@@ -105,6 +121,7 @@ def run_pre_deploy(ctx: Context, release: dict[str, Any], emit: Emit) -> None:
     spec = json.loads(release["spec_json"])
     command = spec.get("pre_deploy_command")
     if not command:
+        ctx.state.mark_deployable(release["service"], release["number"])
         return
     name, number = release["service"], release["number"]
     paths = release_paths(ctx.settings.services_dir, name, number)
@@ -114,6 +131,7 @@ def run_pre_deploy(ctx: Context, release: dict[str, Any], emit: Emit) -> None:
         **base_env(),
         **ctx.box.decrypt_env(release["env_enc"]),
         **platform_env(ctx, svc, release),
+        RELEASE_MARKER: release_marker(name, number),
     }
     result = run_logged(
         ctx.runtime,
@@ -132,23 +150,36 @@ def run_pre_deploy(ctx: Context, release: dict[str, Any], emit: Emit) -> None:
             "keeps serving.\n" + _indent(result.log_tail),
             fields={"service": name, "release": number},
         )
+    ctx.state.mark_deployable(name, number)
 
 
-def rollout(ctx: Context, release: dict[str, Any], emit: Emit, *, previous_status: str) -> None:
+def target_count(svc: dict[str, Any], spec: dict[str, Any], from_blueprint: bool) -> int:
+    """Instances the new release runs: the Blueprint's numInstances when it is new or changed,
+    otherwise the current (possibly manually scaled) count."""
+    wanted = int(spec.get("num_instances", 1))
+    if from_blueprint and (svc["current_release"] is None or wanted != svc["blueprint_instances"]):
+        return wanted
+    return max(1, int(svc["desired_instances"]))
+
+
+def rollout(
+    ctx: Context, release: dict[str, Any], emit: Emit, *, previous_status: str,
+    from_blueprint: bool,
+) -> None:  # fmt: skip
     """Start the new instances beside the old, switch traffic, drain and stop the old ones."""
     name, number = release["service"], release["number"]
-    svc = ctx.state.service(name)
+    svc = ctx.state.service(name)  # the live row: restored as-is if the switch fails
     spec = json.loads(release["spec_json"])
-    desired = max(1, int(svc["desired_instances"]))
+    desired = target_count(svc, spec, from_blueprint)
     old = ctx.state.instances(name, states=REPLACEABLE)
     ctx.state.set_release_status(name, number, "deploying")
     emit(f"release {number}: starting {desired} instance(s) beside {len(old)} running", "info")
-    new = [start_instance(ctx, svc, release) for _ in range(desired)]
     new_svc = {**svc, "spec_json": release["spec_json"]}
+    new = _start_all(ctx, svc, release, desired)
     timeout = float(spec.get("health_check_timeout_seconds") or ctx.settings.health_timeout_s)
     failures = wait_healthy(ctx, new_svc, new, timeout, emit)
     if failures:
-        _abandon(ctx, new)
+        abandon(ctx, new)
         reason = "; ".join(f.reason for f in failures)
         ctx.state.set_release_status(name, number, "failed", reason)
         raise DeployFailed(
@@ -157,20 +188,19 @@ def rollout(ctx: Context, release: dict[str, Any], emit: Emit, *, previous_statu
             fields={"service": name, "release": number},
         )
     for inst in new:
-        ctx.state.update_instance(inst.id, state="running")
-    _promote(ctx, svc, new_svc, number, previous_status)
-    sync_routes(ctx)
-    laggards = wait_edge_up(ctx, new_svc, new)
+        ctx.state.transition(inst.id, ("starting",), state="running")
+    _promote(ctx, svc, number, previous_status, spec, desired if from_blueprint else None)
+    laggards = _switch(ctx, new_svc, new)
     if laggards:
-        _abandon(ctx, new, routed=True)
-        reason = f"HAProxy's health check did not mark {', '.join(laggards)} UP"
-        ctx.state.set_release_status(name, number, "failed", reason)
-        if svc["current_release"] is not None:  # `svc` predates the promotion: put it back
-            _promote(ctx, svc, svc, svc["current_release"], "live")
+        ctx.state.restore_service(svc)
+        _restore_release_statuses(ctx, svc, number, laggards)
+        drain_and_stop(ctx, new_svc, new, emit)  # routed: drain them like any other
+        for inst in new:
+            ctx.state.update_instance(inst.id, state="failed")
         raise DeployFailed(
-            f"{name}: {reason}; the current release keeps serving.",
-            fields={"service": name, "release": number},
-        )
+            f"{name}: {laggards}; release {number} was taken out again and the current release "
+            "keeps serving.", fields={"service": name, "release": number},
+        )  # fmt: skip
     if svc["type"] == "worker":
         emit(f"release {number}: {len(new)} instance(s) running; stopping {len(old)} old", "info")
     else:
@@ -179,27 +209,54 @@ def rollout(ctx: Context, release: dict[str, Any], emit: Emit, *, previous_statu
     emit(f"release {number} is live", "info")
 
 
+def _start_all(
+    ctx: Context, svc: dict[str, Any], release: dict[str, Any], count: int
+) -> list[Instance]:
+    try:
+        return start_many(ctx, svc, release, count)
+    except ShipyardError as exc:
+        ctx.state.set_release_status(svc["name"], release["number"], "failed", exc.message)
+        raise DeployFailed(
+            f"{svc['name']}: could not start release {release['number']}: "
+            f"{exc.message}; the current release keeps serving."
+        ) from exc
+
+
+def _switch(ctx: Context, new_svc: dict[str, Any], new: list[Instance]) -> str:
+    """Route the new instances; "" once HAProxy reports them UP, else why not."""
+    try:
+        sync_routes(ctx)
+    except EdgeError as exc:
+        return f"HAProxy could not be updated ({exc.message})"
+    laggards = wait_edge_up(ctx, new_svc, new)
+    return f"HAProxy's health check did not mark {', '.join(laggards)} UP" if laggards else ""
+
+
 def _promote(
-    ctx: Context, svc: dict[str, Any], new_svc: dict[str, Any], number: int, previous_status: str
-) -> None:
-    """Make ``number`` the live release and its spec the service's spec."""
-    name = svc["name"]
-    current = svc["current_release"]
+    ctx: Context, svc: dict[str, Any], number: int, previous_status: str, spec: dict[str, Any],
+    desired: int | None,
+) -> None:  # fmt: skip
+    """Make ``number`` the live release and its spec the service's (routing follows it)."""
+    name, current = svc["name"], svc["current_release"]
     if current is not None and current != number:
         ctx.state.set_release_status(name, current, previous_status)
     ctx.state.set_release_status(name, number, "live")
     ctx.state.set_current_release(name, number)
-    ctx.state.set_service_spec(name, json.loads(new_svc["spec_json"]))
+    ctx.state.promote_spec(name, spec, desired)
 
 
-def _abandon(ctx: Context, instances: list[Instance], routed: bool = False) -> None:
-    for inst in instances:
-        ctx.state.update_instance(inst.id, state="stopping")
-    if routed:
+def _restore_release_statuses(ctx: Context, svc: dict[str, Any], number: int, reason: str) -> None:
+    ctx.state.set_release_status(svc["name"], number, "failed", reason)
+    if svc["current_release"] is not None:
+        ctx.state.set_release_status(svc["name"], svc["current_release"], "live")
+    with contextlib.suppress(EdgeError):  # the supervisor re-applies the table periodically
         sync_routes(ctx)
-    stop_all(ctx, instances, grace_s=5.0)
-    for inst in instances:
-        ctx.state.update_instance(inst.id, state="failed")
+
+
+def fail_unfinished_releases(ctx: Context, service: str, reason: str) -> None:
+    for row in ctx.state.releases(service):
+        if row["status"] in ("building", "built", "deploying"):
+            ctx.state.set_release_status(service, row["number"], "failed", reason)
 
 
 def _indent(lines: tuple[str, ...]) -> str:

@@ -1,36 +1,72 @@
 """Converge after a (re)start of the daemon (invariant 5).
 
-Instances are re-adopted by pid + start time without restarting them; operations that the
-previous daemon left half-done are closed: instances it was starting are stopped (they were
-never routed), instances it was draining are drained and stopped, and their deploys are marked
-failed. Then the edge is adopted or started, and services below their desired count are
-brought back up (e.g. after `shipyard down`).
+Instances are re-adopted by pid + start time without restarting them. What the previous daemon
+left half-done is closed: instances it was starting are stopped (they were never routed),
+instances it was draining finish their drain, instances of a release that is no longer the
+live one (the daemon died between switching traffic and draining) are drained and stopped,
+processes it started but never recorded (instances, builds, pre-deploy commands) are found by
+their env marker and stopped, and its operations are marked failed. Then the edge is adopted
+or started, and services below their desired count are brought back (e.g. after `down`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Any
 
 from shipyard.controlplane.context import Context
-from shipyard.controlplane.instances import handle_of, stop_all, wait_idle
-from shipyard.controlplane.routing import desired_table, sync_routes
+from shipyard.controlplane.instances import drain_and_stop, handle_of, stop_all
+from shipyard.controlplane.pipeline import RELEASE_MARKER, release_marker
+from shipyard.controlplane.routing import desired_table
+from shipyard.controlplane.state import Instance
+from shipyard.drivers.local.process import handles_with_env
 
 log = logging.getLogger("shipyard.recovery")
 INTERRUPTED = "interrupted: the Shipyard daemon stopped during this operation"
+UNFINISHED = ("building", "built", "deploying")
 
 
 def recover(ctx: Context) -> None:
+    _close_operations(ctx)
+    kill, drain = _classify_instances(ctx)
+    adopted = [i.id for i in ctx.state.instances(states=("running",))]
+    log.info("adopted %d running instance(s): %s", len(adopted), ", ".join(adopted) or "-")
+    ctx.edge.ensure_running(desired_table(ctx.state, ctx.settings))
+    stop_all(ctx, kill, grace_s=10.0)
+    for inst in kill:
+        if inst.state == "restarting":  # a supervisor restart was cut short: retry it
+            ctx.state.update_instance(inst.id, state="crashed", restart_at=ctx.clock.now())
+    drain.extend(_superseded_instances(ctx))
+    _drain_in_parallel(ctx, drain)
+
+
+def _close_operations(ctx: Context) -> None:
     state = ctx.state
     for deploy in state.running_deploys():
         state.add_event(deploy["id"], INTERRUPTED, level="error")
         state.finish_deploy(deploy["id"], "failed", INTERRUPTED, {})
     for svc in state.services():
         for release in state.releases(svc["name"]):
-            if release["status"] in ("building", "built", "deploying"):
-                state.set_release_status(svc["name"], release["number"], "failed", INTERRUPTED)
-    kill, drain = [], []
+            if release["status"] not in UNFINISHED:
+                continue
+            marker = release_marker(svc["name"], release["number"])
+            for handle in handles_with_env(RELEASE_MARKER, marker):
+                log.warning("stopping a command left running by release %s", marker)
+                ctx.runtime.stop(handle, 5.0)
+            state.set_release_status(svc["name"], release["number"], "failed", INTERRUPTED)
+
+
+def _classify_instances(ctx: Context) -> tuple[list[Instance], list[Instance]]:
+    """Returns (instances to stop now, routed instances to drain first)."""
+    state = ctx.state
+    kill: list[Instance] = []
+    drain: list[Instance] = []
     for inst in state.instances():
         alive = inst.pid is not None and ctx.runtime.alive(handle_of(inst))
+        if inst.pid is None or not alive:
+            for handle in handles_with_env("RENDER_INSTANCE_ID", inst.id):
+                ctx.runtime.stop(handle, 5.0)  # started, but its pid was never recorded
         if inst.state in ("running", "crashed"):
             if not alive and inst.state == "running":
                 state.update_instance(
@@ -47,16 +83,33 @@ def recover(ctx: Context) -> None:
         else:  # starting (never routed), restarting, stopping
             kill.append(inst)
             state.update_instance(inst.id, state="stopping")
-    adopted = [i.id for i in state.instances(states=("running",))]
-    log.info("adopted %d running instance(s): %s", len(adopted), ", ".join(adopted) or "-")
-    ctx.edge.ensure_running(desired_table(state, ctx.settings))
-    stop_all(ctx, kill, grace_s=10.0)
-    for inst in kill:
-        if inst.state == "restarting":  # supervisor's restart was cut short: retry it
-            state.update_instance(inst.id, state="crashed", restart_at=ctx.clock.now())
-    for inst in drain:
-        wait_idle(ctx, inst.service, [inst.id], ctx.settings.drain_timeout_s)
-        state.update_instance(inst.id, state="stopping")
-    if drain:
-        sync_routes(ctx)
-        stop_all(ctx, drain, grace_s=10.0)
+    return kill, drain
+
+
+def _superseded_instances(ctx: Context) -> list[Instance]:
+    """Routed instances of a release that is not the live one any more."""
+    current = {s["name"]: s["current_release"] for s in ctx.state.services()}
+    return [
+        i
+        for i in ctx.state.instances(states=("running", "crashed"))
+        if i.release != current.get(i.service)
+    ]
+
+
+def _drain_in_parallel(ctx: Context, instances: list[Instance]) -> None:
+    by_service: dict[str, list[Instance]] = {}
+    for inst in instances:
+        by_service.setdefault(inst.service, []).append(inst)
+
+    def finish(svc: dict[str, Any], group: list[Instance]) -> None:
+        log.info("finishing the drain of %s", ", ".join(i.id for i in group))
+        drain_and_stop(ctx, svc, group, lambda m, lvl: log.info("%s", m))
+
+    threads = [
+        threading.Thread(target=finish, args=(ctx.state.service(name), group), daemon=True)
+        for name, group in by_service.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Any
 
 from shipyard.controlplane.context import Context
 from shipyard.controlplane.state import State
@@ -13,10 +14,18 @@ from shipyard.settings import Settings
 ROUTED: dict[str, ServerState] = {"running": "ready", "draining": "drain"}
 
 
-def desired_table(state: State, settings: Settings) -> RoutingTable:
+def desired_table(
+    state: State, settings: Settings, proposed: list[dict[str, Any]] | None = None
+) -> RoutingTable:
+    """The table for the current state; with ``proposed`` (service rows as a deploy would make
+    them live), the table that deploy would produce, so it can be checked before anything is
+    changed."""
     backends = []
     instances = state.instances(states=tuple(ROUTED))
-    for svc in state.services():
+    rows = {s["name"]: s for s in state.services()}
+    for row in proposed or []:
+        rows[row["name"]] = {**rows.get(row["name"], {}), **row}
+    for svc in sorted(rows.values(), key=lambda r: str(r["name"])):
         if svc["type"] not in ("web", "pserv") or svc["internal_port"] is None:
             continue
         spec = json.loads(svc["spec_json"])

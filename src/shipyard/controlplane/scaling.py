@@ -7,15 +7,15 @@ import json
 
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.instances import (
+    abandon,
     drain_and_stop,
-    start_instance,
-    stop_all,
+    start_many,
+    sync_quietly,
     wait_edge_up,
     wait_healthy,
 )
-from shipyard.controlplane.routing import sync_routes
 from shipyard.controlplane.state import Instance
-from shipyard.errors import DeployFailed
+from shipyard.errors import DeployFailed, ShipyardError
 
 COUNTED = ("running", "crashed", "restarting", "starting")
 
@@ -33,14 +33,19 @@ def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: boo
         ctx.state.set_desired(service, count)
     if count > len(current):
         emit(f"starting {count - len(current)} instance(s) of release {release['number']}", "info")
-        new = [start_instance(ctx, svc, release) for _ in range(count - len(current))]
+        try:
+            new = start_many(ctx, svc, release, count - len(current))
+        except ShipyardError:
+            if persist:
+                ctx.state.set_desired(service, previous_desired)
+            raise
         timeout = float(
             json.loads(release["spec_json"]).get("health_check_timeout_seconds")
             or ctx.settings.health_timeout_s
         )
         failures = wait_healthy(ctx, svc, new, timeout, emit)
         if failures:
-            _stop_failed(ctx, new)
+            abandon(ctx, new)
             if persist:
                 ctx.state.set_desired(service, previous_desired)
             raise DeployFailed(
@@ -48,8 +53,8 @@ def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: boo
                 + "\n".join("  " + f.describe() for f in failures)
             )
         for inst in new:
-            ctx.state.update_instance(inst.id, state="running")
-        sync_routes(ctx)
+            ctx.state.transition(inst.id, ("starting",), state="running")
+        sync_quietly(ctx, emit)
         wait_edge_up(ctx, svc, new)
         emit(f"{service} now runs {count} instance(s)", "info")
     elif count < len(current):
@@ -65,9 +70,3 @@ def _pick_extra(instances: list[Instance], n: int) -> list[Instance]:
     """Crashed ones first, then the newest."""
     ranked = sorted(instances, key=lambda i: (i.state == "running", -i.created_at))
     return ranked[:n]
-
-
-def _stop_failed(ctx: Context, instances: list[Instance]) -> None:
-    stop_all(ctx, instances, grace_s=5.0)
-    for inst in instances:
-        ctx.state.update_instance(inst.id, state="failed")

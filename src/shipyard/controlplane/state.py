@@ -61,7 +61,7 @@ class State:
     def services(self) -> list[dict[str, Any]]:
         return self.db.all("SELECT * FROM services ORDER BY name")
 
-    def upsert_service(
+    def register_service(
         self,
         name: str,
         type_: str,
@@ -70,48 +70,45 @@ class State:
         instances: int,
         internal_port: int | None,
     ) -> None:
+        """Create the row of a service seen for the first time; an existing service only records
+        which Blueprint it comes from. Its spec changes when a release goes live (promote)."""
         now = self.clock.now()
         with self.db.tx() as conn:
-            row = conn.execute(
-                "SELECT blueprint_instances, desired_instances FROM services WHERE name = ?",
-                (name,),
-            ).fetchone()
-            if row is None:
+            cur = conn.execute(
+                "UPDATE services SET blueprint_path=?, updated_at=? WHERE name=?",
+                (blueprint_path, now, name),
+            )
+            if cur.rowcount == 0:
                 conn.execute(
                     "INSERT INTO services VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        name,
-                        type_,
-                        json.dumps(spec),
-                        blueprint_path,
-                        instances,
-                        instances,
-                        internal_port,
-                        None,
-                        now,
-                        now,
-                    ),
-                )
-                return
-            # A manual `scale` wins until the Blueprint's numInstances itself changes (Render).
-            desired = (
-                instances if row["blueprint_instances"] != instances else row["desired_instances"]
-            )
-            conn.execute(
-                "UPDATE services SET type=?, spec_json=?, blueprint_path=?, desired_instances=?,"
-                " blueprint_instances=?, internal_port=COALESCE(internal_port, ?), updated_at=?"
-                " WHERE name=?",
-                (
-                    type_,
-                    json.dumps(spec),
-                    blueprint_path,
-                    desired,
-                    instances,
-                    internal_port,
-                    now,
-                    name,
-                ),
-            )
+                    (name, type_, json.dumps(spec), blueprint_path, instances, instances,
+                     internal_port, None, now, now),
+                )  # fmt: skip
+
+    def promote_spec(self, name: str, spec: dict[str, Any], desired: int | None = None) -> None:
+        """The live release's spec becomes the service's; with ``desired``, the Blueprint's
+        numInstances is recorded too (a manual `scale` wins until that number changes)."""
+        now = self.clock.now()
+        if desired is None:
+            self.db.execute(
+                "UPDATE services SET spec_json=?, updated_at=? WHERE name=?",
+                json.dumps(spec), now, name,
+            )  # fmt: skip
+            return
+        self.db.execute(
+            "UPDATE services SET spec_json=?, desired_instances=?, blueprint_instances=?,"
+            " updated_at=? WHERE name=?",
+            json.dumps(spec), desired, int(spec.get("num_instances", desired)), now, name,
+        )  # fmt: skip
+
+    def restore_service(self, row: dict[str, Any]) -> None:
+        """Put back a service row read before an operation changed it."""
+        self.db.execute(
+            "UPDATE services SET spec_json=?, desired_instances=?, blueprint_instances=?,"
+            " current_release=?, updated_at=? WHERE name=?",
+            row["spec_json"], row["desired_instances"], row["blueprint_instances"],
+            row["current_release"], self.clock.now(), row["name"],
+        )  # fmt: skip
 
     def set_desired(self, name: str, count: int) -> None:
         self.db.execute(
@@ -125,14 +122,6 @@ class State:
         self.db.execute(
             "UPDATE services SET current_release=?, updated_at=? WHERE name=?",
             number,
-            self.clock.now(),
-            name,
-        )
-
-    def set_service_spec(self, name: str, spec: dict[str, Any]) -> None:
-        self.db.execute(
-            "UPDATE services SET spec_json=?, updated_at=? WHERE name=?",
-            json.dumps(spec),
             self.clock.now(),
             name,
         )
@@ -174,6 +163,12 @@ class State:
 
     def releases(self, service: str) -> list[dict[str, Any]]:
         return self.db.all("SELECT * FROM releases WHERE service=? ORDER BY number DESC", service)
+
+    def mark_deployable(self, service: str, number: int) -> None:
+        """Built and past its pre-deploy command: a release rollback may roll out again."""
+        self.db.execute(
+            "UPDATE releases SET deployable=1 WHERE service=? AND number=?", service, number
+        )
 
     def set_release_status(self, service: str, number: int, status: str, reason: str = "") -> None:
         now = self.clock.now()
@@ -221,6 +216,20 @@ class State:
             sql += " AND service = ?"
             params.append(service)
         return [Instance.from_row(r) for r in self.db.all(sql + " ORDER BY created_at", *params)]
+
+    def transition(self, inst_id: str, from_states: tuple[str, ...], **values: Any) -> bool:
+        """Update the instance only if it is still in one of ``from_states`` (compare-and-set),
+        so two actors never undo each other. Returns whether it changed."""
+        if "crash_times" in values:
+            values["crash_times"] = json.dumps(list(values["crash_times"]))
+        sets = ", ".join(f"{k}=?" for k in values)
+        marks = ",".join("?" for _ in from_states)
+        with self.db.tx() as conn:
+            cur = conn.execute(
+                f"UPDATE instances SET {sets} WHERE id=? AND state IN ({marks})",
+                (*values.values(), inst_id, *from_states),
+            )
+            return cur.rowcount == 1
 
     def update_instance(self, inst_id: str, **values: Any) -> None:
         if "crash_times" in values:

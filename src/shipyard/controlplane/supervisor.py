@@ -2,7 +2,10 @@
 
 A crashed instance is restarted on the same port; it is routed again only after its health
 check passes. A crash loop keeps being retried at the backoff pace and is reported in `ps`.
-Services with an operation in progress are left to that operation.
+Every change is a compare-and-set on the instance's state and restarts claim the service, so
+the supervisor never undoes what an operation (deploy, scale, rollback) just did. Every few
+seconds it also re-applies the routing table and finishes instances a failed operation left
+half-way, so transient errors heal without a daemon restart.
 """
 
 from __future__ import annotations
@@ -10,27 +13,31 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
 
+from shipyard.controlplane.claims import Claims
 from shipyard.controlplane.context import Context
-from shipyard.controlplane.instances import handle_of, start_instance, wait_healthy
+from shipyard.controlplane.instances import handle_of, start_instance, stop_all, wait_healthy
 from shipyard.controlplane.routing import desired_table, sync_routes
 from shipyard.controlplane.state import Instance
+from shipyard.errors import ShipyardError
 
 log = logging.getLogger("shipyard.supervisor")
 # Render: ~15 s of failed checks takes an instance out of routing (HAProxy's `fall` does that
 # here), ~60 s restarts it.
 UNHEALTHY_RESTART_S = 60.0
+RECONCILE_EVERY = 20  # ticks
+LEFTOVER = ("starting", "draining", "stopping")
 
 
 class Supervisor:
-    def __init__(self, ctx: Context, busy: Callable[[str], bool], interval_s: float = 0.5) -> None:
+    def __init__(self, ctx: Context, claims: Claims, interval_s: float = 0.5) -> None:
         self.ctx = ctx
-        self.busy = busy
+        self.claims = claims
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._restarting: set[str] = set()
         self._down_since: dict[str, float] = {}
+        self._ticks = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -52,29 +59,39 @@ class Supervisor:
     def tick(self) -> None:
         now = self.ctx.clock.now()
         self._keep_edge_up()
-        crashed_any = False
+        changed = False
         for inst in self.ctx.state.instances(states=("running", "crashed")):
             if inst.state == "running" and not self.ctx.runtime.alive(handle_of(inst)):
-                self._record_crash(inst, now)
-                crashed_any = True
+                changed |= self._record_crash(inst, now)
             elif inst.state == "running" and self._unhealthy_too_long(inst, now):
-                log.warning(
-                    "instance %s failed its health checks for %.0f s: restarting it",
-                    inst.id,
-                    UNHEALTHY_RESTART_S,
-                )
-                self.ctx.runtime.stop(handle_of(inst), 5.0)
-                self._record_crash(inst, now, f"failed health checks for {UNHEALTHY_RESTART_S:g} s")
-                crashed_any = True
+                changed |= self._restart_unhealthy(inst, now)
             elif (
                 inst.state == "crashed"
                 and inst.id not in self._restarting
                 and (inst.restart_at or 0) <= now
-                and not self.busy(inst.service)
+                and not self.claims.busy(inst.service)
             ):
                 self._restart_async(inst)
-        if crashed_any:
+        self._ticks += 1
+        if changed:
             sync_routes(self.ctx)
+        elif self._ticks % RECONCILE_EVERY == 0:
+            self.reconcile()
+
+    def reconcile(self) -> None:
+        """Finish instances an operation left half-way; re-apply the routing table."""
+        for inst in self.ctx.state.instances(states=LEFTOVER):
+            owner = f"cleanup of {inst.id}"
+            if not self.claims.try_claim(inst.service, owner):
+                continue
+            try:
+                log.warning("stopping %s, left %s by an operation that failed", inst.id, inst.state)
+                self.ctx.state.transition(inst.id, LEFTOVER, state="stopping")
+                sync_routes(self.ctx)
+                stop_all(self.ctx, [inst], grace_s=10.0)
+            finally:
+                self.claims.free([inst.service], owner)
+        sync_routes(self.ctx)
 
     def _keep_edge_up(self) -> None:
         """HAProxy outlives the daemon, but if HAProxy itself dies, start it again."""
@@ -86,7 +103,10 @@ class Supervisor:
 
     def _unhealthy_too_long(self, inst: Instance, now: float) -> bool:
         """True once HAProxy has reported the instance DOWN for UNHEALTHY_RESTART_S."""
-        stats = self.ctx.edge.server_stats(inst.service, inst.id)
+        try:
+            stats = self.ctx.edge.server_stats(inst.service, inst.id)
+        except ShipyardError:
+            return False
         if stats is None or not stats.status.upper().startswith("DOWN"):
             self._down_since.pop(inst.id, None)
             return False
@@ -96,7 +116,24 @@ class Supervisor:
         del self._down_since[inst.id]
         return True
 
-    def _record_crash(self, inst: Instance, now: float, reason: str = "") -> None:
+    def _restart_unhealthy(self, inst: Instance, now: float) -> bool:
+        owner = f"restart of {inst.id}"
+        if not self.claims.try_claim(inst.service, owner):
+            return False
+        try:
+            log.warning(
+                "instance %s failed its health checks for %.0f s: restarting it",
+                inst.id,
+                UNHEALTHY_RESTART_S,
+            )
+            self.ctx.runtime.stop(handle_of(inst), 5.0)
+            return self._record_crash(
+                inst, now, f"failed health checks for {UNHEALTHY_RESTART_S:g} s"
+            )
+        finally:
+            self.claims.free([inst.service], owner)
+
+    def _record_crash(self, inst: Instance, now: float, reason: str = "") -> bool:
         status = self.ctx.runtime.status(handle_of(inst))
         if reason:
             exit_text = reason
@@ -108,21 +145,20 @@ class Supervisor:
             exit_text = "exited"
         crashes = (*self.ctx.policy.recent(inst.crash_times, now), now)
         delay = self.ctx.policy.delay(crashes, now)
-        looping = self.ctx.policy.crash_looping(crashes, now)
-        log.warning(
-            "instance %s %s; restart in %.0f s%s",
-            inst.id,
-            exit_text,
-            delay,
-            " (crash loop)" if looping else "",
-        )
-        self.ctx.state.update_instance(
-            inst.id,
-            state="crashed",
-            last_exit=exit_text,
-            crash_times=crashes,
+        changed = self.ctx.state.transition(
+            inst.id, ("running",), state="crashed", last_exit=exit_text, crash_times=crashes,
             restart_at=now + delay,
-        )
+        )  # fmt: skip
+        if changed:
+            looping = self.ctx.policy.crash_looping(crashes, now)
+            log.warning(
+                "instance %s %s; restart in %.0f s%s",
+                inst.id,
+                exit_text,
+                delay,
+                " (crash loop)" if looping else "",
+            )
+        return changed
 
     def _restart_async(self, inst: Instance) -> None:
         self._restarting.add(inst.id)
@@ -132,13 +168,11 @@ class Supervisor:
 
     def _restart(self, inst: Instance) -> None:
         try:
-            svc = self.ctx.state.service(inst.service)
-            if svc["current_release"] != inst.release:
-                self.ctx.state.update_instance(inst.id, state="stopped")
+            restarted = self._start_again(inst)
+            if restarted is None:
                 return
             release = self.ctx.state.release(inst.service, inst.release)
-            self.ctx.state.update_instance(inst.id, state="restarting", restarts=inst.restarts + 1)
-            restarted = start_instance(self.ctx, svc, release, existing=inst)
+            svc = self.ctx.state.service(inst.service)
             timeout = float(
                 json.loads(release["spec_json"]).get("health_check_timeout_seconds")
                 or self.ctx.settings.health_timeout_s
@@ -156,23 +190,36 @@ class Supervisor:
         finally:
             self._restarting.discard(inst.id)
 
+    def _start_again(self, inst: Instance) -> Instance | None:
+        """Under the service's claim: crashed -> restarting, new process, pid recorded."""
+        owner = f"restart of {inst.id}"
+        if not self.claims.try_claim(inst.service, owner):
+            return None  # an operation owns the service; the next tick looks again
+        try:
+            svc = self.ctx.state.service(inst.service)
+            if svc["current_release"] != inst.release:
+                self.ctx.state.transition(inst.id, ("crashed",), state="stopped")
+                return None
+            if not self.ctx.state.transition(
+                inst.id, ("crashed",), state="restarting", restarts=inst.restarts + 1
+            ):
+                return None
+            release = self.ctx.state.release(inst.service, inst.release)
+            return start_instance(self.ctx, svc, release, existing=inst)
+        finally:
+            self.claims.free([inst.service], owner)
+
     def _finish(self, inst: Instance, ok: bool) -> None:
-        with self.ctx.route_lock:
-            current = self.ctx.state.instance(inst.id)
-            if current.state != "restarting":  # a deploy or scale took it over meanwhile
-                self.ctx.runtime.stop(handle_of(current), 5.0)
-                return
-            if ok:
-                self.ctx.state.update_instance(inst.id, state="running")
+        if ok:
+            if self.ctx.state.transition(inst.id, ("restarting",), state="running"):
                 sync_routes(self.ctx)
-                return
+            return  # else an operation took the instance over and stops it by its current pid
         self.ctx.runtime.stop(handle_of(inst), 5.0)
         now = self.ctx.clock.now()
+        current = self.ctx.state.instance(inst.id)
         crashes = (*self.ctx.policy.recent(current.crash_times, now), now)
-        self.ctx.state.update_instance(
-            inst.id,
-            state="crashed",
-            last_exit="failed its health check after a restart",
-            crash_times=crashes,
+        self.ctx.state.transition(
+            inst.id, ("restarting",), state="crashed",
+            last_exit="failed its health check after a restart", crash_times=crashes,
             restart_at=now + self.ctx.policy.delay(crashes, now),
-        )
+        )  # fmt: skip

@@ -21,6 +21,7 @@ RELEASE_FIELDS = (
     "git_branch",
     "source",
     "deploy_id",
+    "deployable",
 )
 
 

@@ -175,6 +175,12 @@ class HAProxyEdge:
                 if not self._matches(table):
                     raise EdgeError("HAProxy runtime state does not match the routing table")
 
+    def check(self, table: RoutingTable) -> None:
+        """Raise EdgeError if ``table`` could not be applied (names, hosts, paths, and the
+        rendered config through `haproxy -c`); changes nothing."""
+        self._opts.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._validate(render_config(table, self._opts))
+
     def _validate(self, text: str) -> None:
         tmp = self._opts.dir / f".haproxy.cfg.check.{os.getpid()}.{threading.get_ident()}"
         tmp.write_text(text)

@@ -313,6 +313,23 @@ def _listening_ports(inodes: set[str]) -> set[int]:
     return ports
 
 
+def handles_with_env(key: str, value: str) -> list[ProcessHandle]:
+    """Processes whose environment holds ``key=value``: finds what was started but never
+    recorded (the daemon died between spawning a process and writing its pid)."""
+    needle = f"{key}={value}".encode()
+    found = []
+    for pid in _all_pids():
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            stat = _read_stat(pid)
+            if stat is not None:
+                found.append(ProcessHandle(pid=pid, start_time=stat.start_time))
+    return found
+
+
 def tail(path: Path, lines: int = 20) -> list[str]:
     """The last ``lines`` lines of a (possibly huge) log file; [] if it does not exist."""
     if lines <= 0:
