@@ -33,6 +33,10 @@ def test_openapi_auth_and_bad_input(shipyard: Shipyard) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     bad = httpx.post(f"{base}/v1/deploys", json={"blueprnt": "/x"}, headers=auth)
     assert bad.status_code == 400 and "blueprnt" in bad.json()["msg"]
+    relative = httpx.post(f"{base}/v1/deploys", json={"blueprint": "render.yaml"}, headers=auth)
+    assert relative.status_code == 400 and "absolute path" in relative.json()["msg"]
+    nothing = httpx.post(f"{base}/v1/plan", json={}, headers=auth)
+    assert nothing.status_code == 400
     bad = httpx.post(f"{base}/v1/services/x/scale", json={"instances": 0}, headers=auth)
     assert bad.status_code == 400 and "instances" in bad.json()["msg"]
     missing = httpx.get(f"{base}/v1/services/ghost", headers=auth)

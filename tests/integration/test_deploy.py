@@ -4,6 +4,7 @@ serving, no request reaches the failed instance)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from tests.support.harness import Project, Shipyard, load
@@ -222,3 +223,46 @@ def test_never_healthy_fails_and_gets_no_traffic(shipyard: Shipyard, project: Pr
     assert_still_serves(shipyard, "zeta", "v1")
     failed = [r for r in shipyard.client().releases("zeta") if r["status"] == "failed"]
     assert len(failed) == 1
+
+
+def test_failed_deploy_does_not_change_the_live_config(
+    shipyard: Shipyard, project: Project
+) -> None:
+    """A new healthCheckPath/domain that never went live must not be routed or health-checked."""
+    bp = project.blueprint("services:\n" + web("theta", "v1", instances=1))
+    deploy(shipyard, bp)
+    broken = (
+        web("theta", "v2", instances=1, extra="    domains: [theta.example.test]\n")
+        .replace("healthCheckPath: /healthz", "healthCheckPath: /nothere")
+        .replace('echo "building theta v2"', "exit 1")
+    )
+    project.blueprint("services:\n" + broken)
+    assert shipyard.cli("deploy", "-f", str(bp), "--wait").code != 0
+    plan = json.loads(shipyard.ok("plan", "-f", str(bp), "--json").out)
+    assert {"healthCheckPath", "domains"} <= set(plan["steps"][0]["changes"])
+    assert shipyard.get("theta.example.test")[0] == 404  # the new domain is not routed
+    # an unrelated routing change (another service's scale) re-applies the table
+    other = project.blueprint("services:\n" + web("iota", "v1", instances=1), name="other.yaml")
+    deploy(shipyard, other)
+    shipyard.ok("scale", "iota=2")
+    time.sleep(7)  # longer than HAProxy needs to mark a server DOWN (fall 3 x inter 2 s)
+    assert shipyard.get_json("theta")["version"] == "v1"
+    assert shipyard.service("theta")["desired_instances"] == 1
+
+
+def test_routes_the_edge_cannot_serve_are_refused_before_anything_changes(
+    shipyard: Shipyard, project: Project
+) -> None:
+    bp = project.blueprint("services:\n" + web("kappa", "v1", instances=1))
+    deploy(shipyard, bp)
+    before = shipyard.client().services()
+    clash = project.blueprint(
+        "services:\n" + web("lam", "v1", instances=1, extra="    domains: [kappa.localhost]\n"),
+        name="clash.yaml",
+    )
+    result = shipyard.cli("deploy", "-f", str(clash), "--wait")
+    assert result.code == 2, result.text
+    assert "the edge cannot route this Blueprint" in result.err and "kappa.localhost" in result.err
+    assert "the edge cannot route" in shipyard.ok("plan", "-f", str(clash)).out
+    assert shipyard.client().services() == before
+    assert shipyard.get_json("kappa")["version"] == "v1"

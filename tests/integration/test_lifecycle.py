@@ -114,6 +114,9 @@ def test_pre_deploy_failure_cancels(shipyard: Shipyard, project: Project) -> Non
     assert result.code != 0 and "preDeployCommand exited with code 1" in result.text
     assert "migration 42 failed" in result.text
     assert shipyard.get_json("pre")["version"] == "v1"
+    # a release whose migration failed can never be rolled out, not even explicitly
+    refused = shipyard.cli("rollback", "pre", "--to", "2")
+    assert refused.code == 5 and "never got past its build and pre-deploy" in refused.err
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -1,0 +1,84 @@
+"""Recovery and supervisor races with fakes (the timing cannot be forced on real processes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shipyard.controlplane.claims import Claims
+from shipyard.controlplane.recovery import recover
+from shipyard.controlplane.supervisor import Supervisor
+from tests.unit.test_supervisor import make_ctx
+
+
+def add_release(ctx, number: int) -> None:  # type: ignore[no-untyped-def]
+    spec = {"start_command": "x", "root_dir": "", "env_vars": [], "max_shutdown_delay_seconds": 1}
+    ctx.state.add_release(
+        service="jobs",
+        number=number,
+        status="deploying",
+        config_digest="d",
+        source="s",
+        dir="/nonexistent",
+        spec_json=json.dumps(spec),
+        env_enc=ctx.box.encrypt_env({}),
+    )
+
+
+def test_recovery_drains_instances_of_a_release_that_is_no_longer_live(tmp_path: Path) -> None:
+    """The daemon died after switching traffic to release 2 and before draining release 1."""
+    ctx, runtime, _, _ = make_ctx(tmp_path)
+    runtime.live.add(1)  # release 1's instance, still running
+    add_release(ctx, 2)
+    ctx.state.set_current_release("jobs", 2)
+    ctx.state.add_instance("jobs-2", "jobs", 2, 5001, str(tmp_path / "j2.log"))
+    new_pid = runtime.start(_spec(tmp_path)).pid
+    ctx.state.update_instance("jobs-2", state="running", pid=new_pid, start_time=1)
+    recover(ctx)
+    assert ctx.state.instance("jobs-1").state == "stopped" and 1 not in runtime.live
+    assert ctx.state.instance("jobs-2").state == "running" and new_pid in runtime.live
+    assert ctx.state.release("jobs", 2)["status"] == "failed"  # marked interrupted...
+    assert ctx.state.service("jobs")["current_release"] == 2  # ...but it stays the live one
+
+
+def test_recovery_stops_instances_that_were_never_routed(tmp_path: Path) -> None:
+    ctx, runtime, _, _ = make_ctx(tmp_path)
+    runtime.live.add(1)
+    add_release(ctx, 2)
+    ctx.state.add_instance("jobs-new", "jobs", 2, 5002, str(tmp_path / "n.log"))
+    pid = runtime.start(_spec(tmp_path)).pid
+    ctx.state.update_instance("jobs-new", pid=pid, start_time=1)  # still "starting"
+    deploy_id = ctx.state.add_deploy("deploy", "jobs")
+    recover(ctx)
+    assert pid not in runtime.live and ctx.state.instance("jobs-new").state == "stopped"
+    assert ctx.state.instance("jobs-1").state == "running" and 1 in runtime.live
+    assert ctx.state.deploy(deploy_id)["status"] == "failed"
+
+
+def test_supervisor_does_not_undo_an_operation(tmp_path: Path) -> None:
+    """A scale-down stopped the instance between the supervisor's read and its write."""
+    ctx, _, _, _ = make_ctx(tmp_path)
+    sup = Supervisor(ctx, Claims())
+    stale = ctx.state.instance("jobs-1")  # read as running
+    ctx.state.update_instance("jobs-1", state="stopped")  # the operation wins
+    assert not sup._record_crash(stale, ctx.clock.now())
+    assert ctx.state.instance("jobs-1").state == "stopped"
+
+
+def test_supervisor_restart_waits_for_the_service_claim(tmp_path: Path) -> None:
+    ctx, runtime, _, _ = make_ctx(tmp_path)
+    claims = Claims()
+    sup = Supervisor(ctx, claims)
+    sup.tick()  # pid 1 is dead: crashed
+    claims.claim(["jobs"], "operation #7")
+    sup._restart(ctx.state.instance("jobs-1"))
+    assert ctx.state.instance("jobs-1").state == "crashed" and not runtime.started
+    claims.free(["jobs"], "operation #7")
+    sup._restart(ctx.state.instance("jobs-1"))
+    assert ctx.state.instance("jobs-1").state == "running"
+
+
+def _spec(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from shipyard.drivers.local.process import ProcessSpec
+
+    return ProcessSpec(command="x", cwd=tmp_path, env={}, log_path=tmp_path / "x.log")
