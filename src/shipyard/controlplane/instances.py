@@ -26,7 +26,8 @@ from shipyard.release.store import instance_log, release_paths
 BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR")
 WORKER_SETTLE_S = 2.0
 EDGE_UP_TIMEOUT_S = 15.0
-# States an instance of the release being replaced can be in when a drain starts.
+# States an instance of the release being replaced can be in when it is stopped; only the
+# routed ones (running, draining) are drained first.
 DRAINABLE = ("running", "crashed", "restarting", "starting")
 
 
@@ -245,7 +246,7 @@ def drain_and_stop(
         if svc["type"] != "worker":
             draining = [
                 i.id for i in instances
-                if ctx.state.transition(i.id, (*DRAINABLE, "draining"), state="draining")
+                if ctx.state.transition(i.id, ("running", "draining"), state="draining")
             ]  # fmt: skip
             sync_quietly(ctx, emit)
             timeout = float(spec.get("drain_timeout_seconds") or ctx.settings.drain_timeout_s)
