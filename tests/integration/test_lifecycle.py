@@ -171,6 +171,14 @@ def test_plan_shows_changes_without_deploying(shipyard: Shipyard, project: Proje
         "numInstances",
     }
     assert shipyard.get_json("pl")["version"] == "v1"  # plan changed nothing
+    # a service dropped from the Blueprint is reported, and kept running
+    extra = project.blueprint("services:\n" + web("pl", "v1") + web("pl2", "v1", instances=1))
+    deploy(shipyard, extra)
+    project.blueprint("services:\n" + web("pl", "v1"))
+    assert (
+        "pl2: no longer in the Blueprint (kept running)" in shipyard.ok("plan", "-f", str(bp)).out
+    )
+    assert shipyard.get_json("pl2")["version"] == "v1"
 
 
 def test_invalid_blueprints_are_rejected_with_location(

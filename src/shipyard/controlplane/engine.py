@@ -12,8 +12,7 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,8 @@ class Source:
     loaded: LoadedBlueprint
     root: Path
     git: GitInfo
-    label: str
+    label: str  # where the code comes from, for people
+    blueprint_id: str  # stable across deploys of the same Blueprint (orphan detection)
     cleanup: Callable[[], None] = field(default=lambda: None)
 
 
@@ -97,30 +97,10 @@ class Engine:
         return emit
 
     # source & plan ---------------------------------------------------------------------------
-    @contextmanager
-    def open_source(
-        self, blueprint: str | None, repo: str | None, branch: str | None
-    ) -> Iterator[Source]:
-        """Load the Blueprint from a directory/file or a git checkout. Caller may keep it."""
-        if repo:
-            tmp = Path(tempfile.mkdtemp(prefix="checkout-", dir=self._tmp_dir()))
-            try:
-                git = git_checkout(repo, branch or "main", tmp / "src")
-                path = tmp / "src" / blueprint if blueprint else find_blueprint(tmp / "src")
-                if not path.is_file():
-                    raise UsageError(f"{blueprint!r} does not exist in {repo} ({branch}).")
-                loaded = load_blueprint(path)
-                source = Source(
-                    loaded,
-                    loaded.root,
-                    git,
-                    f"{repo}@{branch or 'main'}",
-                    lambda: shutil.rmtree(tmp, ignore_errors=True),
-                )
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        else:
+    def open_source(self, blueprint: str | None, repo: str | None, branch: str | None) -> Source:
+        """Load the Blueprint from a directory/file or a git checkout; the caller owns
+        ``Source.cleanup`` (a checkout lives until its deploy has copied it)."""
+        if not repo:
             path = Path(blueprint or ".").expanduser().absolute()
             if path.is_dir():
                 path = find_blueprint(path)
@@ -129,15 +109,31 @@ class Engine:
                     f"Blueprint file {str(path)!r} does not exist.", fields={"blueprint": str(path)}
                 )
             loaded = load_blueprint(path)
-            source = Source(loaded, loaded.root, git_info(loaded.root), str(loaded.root))
-        yield source
+            return Source(loaded, loaded.root, git_info(loaded.root), str(loaded.root),
+                          str(loaded.path))  # fmt: skip
+        branch = branch or "main"
+        tmp = Path(tempfile.mkdtemp(prefix="checkout-", dir=self._tmp_dir()))
+        try:
+            checkout = tmp / "src"
+            git = git_checkout(repo, branch, checkout)
+            path = (checkout / blueprint).resolve() if blueprint else find_blueprint(checkout)
+            if not path.is_relative_to(checkout.resolve()) or not path.is_file():
+                raise UsageError(f"{blueprint!r} is not a file in {repo} (branch {branch}).")
+            loaded = load_blueprint(path)
+            blueprint_id = f"{repo}@{branch}:{path.relative_to(checkout.resolve())}"
+            return Source(loaded, loaded.root, git, f"{repo}@{branch}", blueprint_id,
+                          lambda: shutil.rmtree(tmp, ignore_errors=True))  # fmt: skip
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     def _tmp_dir(self) -> Path:
         path = self.ctx.settings.home / "tmp"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def plan_for(self, loaded: LoadedBlueprint) -> Plan:
+    def plan_for(self, source: Source) -> Plan:
+        loaded = source.loaded
         live: dict[str, dict[str, Any]] = {}
         known: dict[str, str] = {}
         from_blueprint = []
@@ -145,7 +141,7 @@ class Engine:
             known[svc["name"]] = svc["type"]
             if svc["current_release"] is not None:
                 live[svc["name"]] = json.loads(svc["spec_json"])
-            if svc["blueprint_path"] == str(loaded.path):
+            if svc["blueprint_path"] == source.blueprint_id:
                 from_blueprint.append(svc["name"])
         specs = {s.name: stored_spec(s) for s in loaded.services}
         plan = make_plan(loaded.services, specs, live, known, from_blueprint)
@@ -171,17 +167,16 @@ class Engine:
         return ""
 
     def plan(self, blueprint: str | None, repo: str | None, branch: str | None) -> dict[str, Any]:
-        source_cm = self.open_source(blueprint, repo, branch)
-        with source_cm as source:
-            try:
-                return self._describe(source, self.plan_for(source.loaded))
-            finally:
-                source.cleanup()
+        source = self.open_source(blueprint, repo, branch)
+        try:
+            return self._describe(source, self.plan_for(source))
+        finally:
+            source.cleanup()
 
     @staticmethod
     def _describe(source: Source, plan: Plan) -> dict[str, Any]:
         return {
-            "blueprint": str(source.loaded.path),
+            "blueprint": source.blueprint_id,
             "source": source.label,
             "commit": source.git.commit,
             **plan.to_dict(),
@@ -199,16 +194,16 @@ class Engine:
         branch: str | None = None,
         services: list[str] | None = None,
     ) -> dict[str, Any]:
-        with self.open_source(blueprint, repo, branch) as source:
-            try:
-                return self._submit_deploy(source, services)
-            except BaseException:
-                source.cleanup()
-                raise
+        source = self.open_source(blueprint, repo, branch)
+        try:
+            return self._submit_deploy(source, services)
+        except BaseException:
+            source.cleanup()
+            raise
 
     def _submit_deploy(self, source: Source, only: list[str] | None) -> dict[str, Any]:
         loaded = source.loaded
-        plan = self.plan_for(loaded)
+        plan = self.plan_for(source)
         if plan.problems:
             raise UsageError(
                 "Cannot deploy this Blueprint:\n" + "\n".join(f"  {p}" for p in plan.problems),
@@ -231,7 +226,7 @@ class Engine:
         deploy_id = self.ctx.state.add_deploy("deploy", ",".join(names))
         self._claim(names, deploy_id)
         try:
-            self._register_services(loaded, names)
+            self._register_services(source, names)
         except BaseException:
             self._free(names, deploy_id)
             raise
@@ -249,10 +244,10 @@ class Engine:
         self._spawn(deploy_id, names, work)
         return {"id": deploy_id, **self._describe(source, plan)}
 
-    def _register_services(self, loaded: LoadedBlueprint, names: list[str]) -> None:
+    def _register_services(self, source: Source, names: list[str]) -> None:
         """Create service rows (and their stable internal ports) before anything is built."""
         for name in names:
-            spec = loaded.service(name)
+            spec = source.loaded.service(name)
             with self.ctx.port_lock:
                 existing = self.ctx.state.find_service(name)
                 port = None
@@ -261,7 +256,12 @@ class Engine:
                 ):
                     port = allocate_port(self.ctx)
                 self.ctx.state.register_service(
-                    name, spec.type, stored_spec(spec), str(loaded.path), spec.num_instances, port
+                    name,
+                    spec.type,
+                    stored_spec(spec),
+                    source.blueprint_id,
+                    spec.num_instances,
+                    port,
                 )
 
     def _deploy_services(self, deploy_id: int, source: Source, names: list[str]) -> dict[str, Any]:

@@ -1,0 +1,36 @@
+"""Build: run a service's buildCommand in its release workdir, logging to build.log.
+
+The workdir is a fresh copy of the repository; the command runs in ``rootDir`` with the
+service's resolved env plus the platform variables, under /bin/bash like Render's builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.drivers.local.process import ProcessSpec, tail
+from shipyard.run.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    ok: bool
+    exit_code: int
+    log_tail: tuple[str, ...]
+
+
+def run_logged(
+    runtime: Runtime, *, label: str, command: str, cwd: Path, env: Mapping[str, str],
+    log_path: Path, timeout_s: float,
+) -> CommandResult:
+    """Run one command to completion, appending a header and its output to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as log:
+        log.write(f"==> {label}: {command}\n")
+    code = runtime.run(ProcessSpec(command=command, cwd=cwd, env=env, log_path=log_path),
+                       timeout_s)
+    with log_path.open("a") as log:
+        log.write(f"==> {label} {'succeeded' if code == 0 else f'failed (exit code {code})'}\n")
+    return CommandResult(ok=code == 0, exit_code=code, log_tail=tuple(tail(log_path, 20)))
