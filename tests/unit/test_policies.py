@@ -14,8 +14,10 @@ from shipyard.controlplane.pipeline import target_count
 from shipyard.controlplane.routing import desired_table
 from shipyard.controlplane.specs import stored_spec
 from shipyard.controlplane.state import State
+from shipyard.drivers.local.logfiles import rotate_if_larger
 from shipyard.errors import Conflict, NotFound
 from shipyard.plan.plan import make_plan
+from shipyard.release.retention import releases_to_prune
 from shipyard.rollout.choose import rollback_target
 from shipyard.run.backoff import RestartPolicy
 from shipyard.settings import Settings
@@ -189,3 +191,22 @@ def test_registering_an_existing_service_keeps_its_live_spec(tmp_path: Path) -> 
     state.promote_spec("web", {"num_instances": 4}, desired=4)
     row = state.service("web")
     assert (row["desired_instances"], row["blueprint_instances"]) == (4, 4)
+
+
+def test_retention_keeps_the_newest_deployable_releases_before_the_live_one() -> None:
+    rows = [{"number": n, "deployable": n != 4, "pruned": n == 1} for n in range(1, 16)]
+    # live = 14; 15 is newer (a deploy in progress): kept. Before 14: deployable 13..5 and 3
+    # are the newest ten; 4 (never deployable) and 2 go; 1 is already pruned.
+    assert releases_to_prune(rows, 14) == [4, 2]
+    assert releases_to_prune(rows, None) == []
+
+
+def test_log_rotation_keeps_appending_writers_working(tmp_path: Path) -> None:
+    log = tmp_path / "i.log"
+    with open(log, "ab", buffering=0) as writer:  # like an instance: O_APPEND
+        writer.write(b"x" * 100)
+        assert rotate_if_larger(log, max_bytes=50)
+        writer.write(b"after\n")
+    assert log.read_bytes() == b"after\n"
+    assert (tmp_path / "i.log.1").read_bytes() == b"x" * 100
+    assert not rotate_if_larger(log, max_bytes=50)

@@ -22,15 +22,20 @@ class CommandResult:
 
 
 def run_logged(
-    runtime: Runtime, *, label: str, command: str, cwd: Path, env: Mapping[str, str],
-    log_path: Path, timeout_s: float,
+    runtime: Runtime,
+    *,
+    label: str,
+    command: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout_s: float,
 ) -> CommandResult:
     """Run one command to completion, appending a header and its output to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a") as log:
         log.write(f"==> {label}: {command}\n")
-    code = runtime.run(ProcessSpec(command=command, cwd=cwd, env=env, log_path=log_path),
-                       timeout_s)
+    code = runtime.run(ProcessSpec(command=command, cwd=cwd, env=env, log_path=log_path), timeout_s)
     with log_path.open("a") as log:
         log.write(f"==> {label} {'succeeded' if code == 0 else f'failed (exit code {code})'}\n")
     return CommandResult(ok=code == 0, exit_code=code, log_tail=tuple(tail(log_path, 20)))

@@ -93,6 +93,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE releases ADD COLUMN deployable INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: artifacts removed by retention (build logs stay)
+    """
+    ALTER TABLE releases ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from shipyard.controlplane.instances import (
 from shipyard.controlplane.routing import sync_routes
 from shipyard.controlplane.state import Instance
 from shipyard.errors import BuildFailed, DeployFailed, EdgeError, ShipyardError
+from shipyard.release.retention import releases_to_prune
 from shipyard.release.store import release_paths
 from shipyard.source.snapshot import GitInfo, copy_tree
 
@@ -207,6 +209,17 @@ def rollout(
         emit(f"release {number}: {len(new)} routed; draining {len(old)} old", "info")
     drain_and_stop(ctx, svc, old, emit)
     emit(f"release {number} is live", "info")
+    prune_releases(ctx, name)
+
+
+def prune_releases(ctx: Context, service: str) -> None:
+    """Remove the artifacts of releases past the retention (their build logs stay)."""
+    current = ctx.state.service(service)["current_release"]
+    for number in releases_to_prune(ctx.state.releases(service), current):
+        shutil.rmtree(
+            release_paths(ctx.settings.services_dir, service, number).app, ignore_errors=True
+        )
+        ctx.state.mark_pruned(service, number)
 
 
 def _start_all(

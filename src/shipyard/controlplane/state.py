@@ -170,6 +170,12 @@ class State:
             "UPDATE releases SET deployable=1 WHERE service=? AND number=?", service, number
         )
 
+    def mark_pruned(self, service: str, number: int) -> None:
+        self.db.execute(
+            "UPDATE releases SET pruned=1, deployable=0 WHERE service=? AND number=?",
+            service, number,
+        )  # fmt: skip
+
     def set_release_status(self, service: str, number: int, status: str, reason: str = "") -> None:
         now = self.clock.now()
         live_at = now if status == "live" else None

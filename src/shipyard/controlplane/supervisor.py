@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from pathlib import Path
 
 from shipyard.controlplane.claims import Claims
 from shipyard.controlplane.context import Context
 from shipyard.controlplane.instances import handle_of, start_instance, stop_all, wait_healthy
 from shipyard.controlplane.routing import desired_table, sync_routes
 from shipyard.controlplane.state import Instance
+from shipyard.drivers.local.logfiles import rotate_if_larger
 from shipyard.errors import ShipyardError
 
 log = logging.getLogger("shipyard.supervisor")
@@ -79,7 +81,11 @@ class Supervisor:
             self.reconcile()
 
     def reconcile(self) -> None:
-        """Finish instances an operation left half-way; re-apply the routing table."""
+        """Finish instances an operation left half-way; re-apply the routing table; keep log
+        files bounded."""
+        for inst in self.ctx.state.instances():
+            if rotate_if_larger(Path(inst.log_path)):
+                log.info("rotated the log of %s", inst.id)
         for inst in self.ctx.state.instances(states=LEFTOVER):
             owner = f"cleanup of {inst.id}"
             if not self.claims.try_claim(inst.service, owner):

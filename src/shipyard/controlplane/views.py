@@ -22,6 +22,7 @@ RELEASE_FIELDS = (
     "source",
     "deploy_id",
     "deployable",
+    "pruned",
 )
 
 

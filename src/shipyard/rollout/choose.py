@@ -20,6 +20,11 @@ def rollback_target(releases: Sequence[dict[str, Any]], current: int | None, to:
             raise NotFound(f"Release {to} does not exist (releases: {known}).")
         if to == current:
             raise Conflict(f"Release {to} is already the live release.")
+        if row.get("pruned"):
+            raise Conflict(
+                f"Release {to} cannot be rolled out: its artifact was removed (Shipyard keeps "
+                "the artifacts of the 10 releases before the live one)."
+            )
         if not row.get("deployable"):
             raise Conflict(
                 f"Release {to} cannot be rolled out: it never got past its build and pre-deploy "
