@@ -48,4 +48,11 @@ def resolve_service_env(
     ctx.state.save_generated(GROUP_OWNER, new_shared)
     for item in result.unset:
         emit(f"env var left unset: {item}", "warning")
+    if "PORT" in result.values:
+        # Each instance gets its own free port (several instances cannot share one); apps that
+        # listen on a fixed port anyway are detected and routed to it.
+        emit(
+            "PORT from the Blueprint is replaced by the port Shipyard assigns to each instance",
+            "warning",
+        )
     return result.values
