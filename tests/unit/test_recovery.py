@@ -11,12 +11,12 @@ from shipyard.controlplane.supervisor import Supervisor
 from tests.unit.test_supervisor import make_ctx
 
 
-def add_release(ctx, number: int) -> None:  # type: ignore[no-untyped-def]
+def add_release(ctx, number: int, status: str = "deploying") -> None:  # type: ignore[no-untyped-def]
     spec = {"start_command": "x", "root_dir": "", "env_vars": [], "max_shutdown_delay_seconds": 1}
     ctx.state.add_release(
         service="jobs",
         number=number,
-        status="deploying",
+        status=status,
         config_digest="d",
         source="s",
         dir="/nonexistent",
@@ -29,7 +29,7 @@ def test_recovery_drains_instances_of_a_release_that_is_no_longer_live(tmp_path:
     """The daemon died after switching traffic to release 2 and before draining release 1."""
     ctx, runtime, _, _ = make_ctx(tmp_path)
     runtime.live.add(1)  # release 1's instance, still running
-    add_release(ctx, 2)
+    add_release(ctx, 2, status="live")  # promoted: traffic already switched
     ctx.state.set_current_release("jobs", 2)
     ctx.state.add_instance("jobs-2", "jobs", 2, 5001, str(tmp_path / "j2.log"))
     new_pid = runtime.start(_spec(tmp_path)).pid
@@ -37,8 +37,8 @@ def test_recovery_drains_instances_of_a_release_that_is_no_longer_live(tmp_path:
     recover(ctx)
     assert ctx.state.instance("jobs-1").state == "stopped" and 1 not in runtime.live
     assert ctx.state.instance("jobs-2").state == "running" and new_pid in runtime.live
-    assert ctx.state.release("jobs", 2)["status"] == "failed"  # marked interrupted...
-    assert ctx.state.service("jobs")["current_release"] == 2  # ...but it stays the live one
+    assert ctx.state.release("jobs", 2)["status"] == "live"
+    assert ctx.state.service("jobs")["current_release"] == 2
 
 
 def test_recovery_stops_instances_that_were_never_routed(tmp_path: Path) -> None:
