@@ -210,3 +210,17 @@ def test_log_rotation_keeps_appending_writers_working(tmp_path: Path) -> None:
     assert log.read_bytes() == b"after\n"
     assert (tmp_path / "i.log.1").read_bytes() == b"x" * 100
     assert not rotate_if_larger(log, max_bytes=50)
+
+
+def test_source_copy_skips_a_shipyard_home_inside_the_tree(tmp_path: Path) -> None:
+    from shipyard.source.snapshot import copy_tree
+
+    src = tmp_path / "repo"
+    (src / "app").mkdir(parents=True)
+    (src / "app" / "main.py").write_text("print(1)")
+    (src / ".git").mkdir()
+    (src / "home" / "services").mkdir(parents=True)
+    copy_tree(src, tmp_path / "copy", exclude=src / "home")
+    assert (tmp_path / "copy" / "app" / "main.py").read_text() == "print(1)"
+    assert not (tmp_path / "copy" / "home").exists()
+    assert not (tmp_path / "copy" / ".git").exists()

@@ -12,7 +12,14 @@ from typing import Any
 import click
 
 from shipyard import __version__
-from shipyard.cli.output import ago, emit_json, print_event, print_plan, table
+from shipyard.cli.output import (
+    ago,
+    emit_json,
+    failure_summary,
+    print_event,
+    print_plan,
+    table,
+)
 from shipyard.client import Client
 from shipyard.errors import DaemonUnavailable, ShipyardError, UsageError
 from shipyard.settings import Settings
@@ -131,7 +138,8 @@ def _wait_and_report(c: Client, op: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(final)
     if final["status"] != "succeeded":
-        raise ShipyardError(f"Operation #{op['id']} failed: {final['error']}")
+        detail = final["error"] if as_json else failure_summary(final)
+        raise ShipyardError(f"Operation #{op['id']} failed: {detail}")
     if not as_json:
         click.secho(f"Operation #{op['id']} succeeded.", fg="green")
 

@@ -36,15 +36,26 @@ def emit_json(data: Any) -> None:
 
 
 def print_event(event: dict[str, Any]) -> None:
-    service = f"[{event['service']}] " if event.get("service") else ""
+    name = event.get("service") or ""
+    message = str(event["message"]).removeprefix(f"{name}: ") if name else event["message"]
     level = event.get("level", "info")
-    text = f"  {service}{event['message']}"
+    text = f"  [{name}] {message}" if name else f"  {message}"
     if level == "error":
         click.secho(text, fg="red", err=False)
     elif level == "warning":
         click.secho(text, fg="yellow")
     else:
         click.echo(text)
+
+
+def failure_summary(final: dict[str, Any]) -> str:
+    """One line per failed service (the details were printed as events)."""
+    failed = [
+        f"{name}: {str(r.get('error', '')).removeprefix(f'{name}: ').splitlines()[0]}"
+        for name, r in (final.get("result") or {}).items()
+        if r.get("status") != "ok" and r.get("error")
+    ]
+    return "; ".join(failed) or str(final.get("error") or "unknown error")
 
 
 def print_plan(plan: dict[str, Any]) -> None:

@@ -77,7 +77,7 @@ def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -
     release = ctx.state.release(req.service, number)
     emit(f"release {number}: copying source from {req.source_label}", "info")
     paths.dir.mkdir(parents=True, exist_ok=True)
-    copy_tree(req.source_root, paths.app)
+    copy_tree(req.source_root, paths.app, exclude=ctx.settings.home)
     workdir = paths.workdir(req.spec.get("root_dir", ""))
     if not workdir.is_dir():
         reason = f"rootDir {req.spec.get('root_dir')!r} does not exist in {req.source_label}"

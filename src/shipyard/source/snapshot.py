@@ -43,9 +43,21 @@ def git_info(path: Path) -> GitInfo:
     return GitInfo(commit=commit, branch="" if branch == "HEAD" else branch)
 
 
-def copy_tree(src: Path, dest: Path) -> None:
-    """Copy a source tree into ``dest`` (which must not exist), keeping symlinks as links."""
-    shutil.copytree(src, dest, symlinks=True, ignore=IGNORED)
+def copy_tree(src: Path, dest: Path, exclude: Path | None = None) -> None:
+    """Copy a source tree into ``dest`` (which must not exist), keeping symlinks as links.
+
+    ``exclude`` (Shipyard's own home, when it lives inside the source tree) is skipped, or a
+    deploy would copy its own releases into themselves.
+    """
+    skip = exclude.resolve() if exclude is not None else None
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        ignored = set(IGNORED(directory, names))
+        if skip is not None:
+            ignored |= {n for n in names if (Path(directory) / n).resolve() == skip}
+        return ignored
+
+    shutil.copytree(src, dest, symlinks=True, ignore=ignore)
 
 
 def git_checkout(repo: str, branch: str, dest: Path) -> GitInfo:
