@@ -308,9 +308,9 @@ def test_all_problems_are_collected_with_positions() -> None:
         "(runtime go) needs a startCommand",
         "errors.yaml:19:5: services[2].type: unknown type 'wbe': expected one of web, pserv, "
         "worker, cron, keyvalue, redis. Did you mean 'web'?",
-        "errors.yaml:22:5: databases[0].name: duplicate name 'search' (first defined at line "
-        "17, column 5)",
-        "errors.yaml:28:1: projets: unknown field. Did you mean 'projects'?",
+        "errors.yaml:23:5: databases[1].name: duplicate name 'search' (first defined at line "
+        "22, column 5)",
+        "errors.yaml:29:1: projets: unknown field. Did you mean 'projects'?",
     ]
     first = info.value.fields["problems"][0]
     assert {k: first[k] for k in ("file", "line", "column", "path")} == {

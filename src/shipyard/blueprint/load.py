@@ -227,6 +227,10 @@ _ROOT_NOT_YET = {
 def _notices(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     out: list[tuple[Loc, str]] = []
     running = {s["name"] for s in data.get("services") or [] if _runs_now_raw(s)}
+    defined = {
+        section: {str(entry.get("name")) for entry in data.get(section) or []}
+        for section in ("services", "databases", "envVarGroups")
+    }
     for i, svc in enumerate(data.get("services") or []):
         loc: Loc = ("services", i)
         skipped = _skipped_service(svc)
@@ -240,7 +244,7 @@ def _notices(data: dict[str, Any]) -> list[tuple[Loc, str]]:
             if k in svc
         ]
         for j, item in enumerate(svc.get("envVars") or []):
-            message = _env_notice(item, running)
+            message = _env_notice(item, running, defined)
             if message:
                 out.append(((*loc, "envVars", j), message))
     for i, db in enumerate(data.get("databases") or []):
@@ -273,14 +277,27 @@ def _skipped_service(svc: dict[str, Any]) -> str | None:
     return None
 
 
-def _env_notice(item: dict[str, Any], running: set[str]) -> str | None:
+_ELSEWHERE = "is not defined in this file (on Render it must exist in the workspace)"
+
+
+def _env_notice(
+    item: dict[str, Any], running: set[str], defined: dict[str, set[str]]
+) -> str | None:
     key = item.get("key")
-    if item.get("sync") is False:
+    sync = item.get("sync")
+    if sync is False or (isinstance(sync, str) and sync.lower() in ("no", "off")):
         return f"{key} is left unset (sync: false): its value is supplied outside the file"
+    group = item.get("fromGroup")
+    if isinstance(group, str) and group not in defined["envVarGroups"]:
+        return f"envVarGroup '{group}' {_ELSEWHERE}: its variables are not added"
     if "fromDatabase" in item:
         db = item["fromDatabase"]["name"]
+        if db not in defined["databases"]:
+            return f"{key} is left unset: database '{db}' {_ELSEWHERE}"
         return f"not supported yet: {key} (fromDatabase '{db}') is left unset: no managed databases"
     ref = item.get("fromService")
+    if ref and ref["name"] not in defined["services"]:
+        return f"{key} is left unset: service '{ref['name']}' {_ELSEWHERE}"
     if ref and ref["name"] not in running:
         name = ref["name"]
         return f"not supported yet: {key} (fromService '{name}') is left unset: '{name}' is not run"

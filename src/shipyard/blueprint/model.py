@@ -32,20 +32,47 @@ def format_path(loc: Loc) -> str:
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Dots are allowed: render-examples/temporal (an official Render template) sets Elasticsearch
+# settings such as `xpack.security.enabled` and `discovery.type` as env var keys.
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_YAML11_BOOLS = {"yes": True, "on": True, "y": True, "no": False, "off": False, "n": False}
+
+
+class Yaml11Bool(str):
+    """A plain YAML scalar such as ``off`` or ``yes``: a string, as Render's Go YAML decoder
+    (yaml.v3, YAML 1.2) reads it, except where the field is a boolean. So
+    ``previews.generation: off`` is the string "off" (render-examples/sim-on-render and
+    dify-render-template write it unquoted) while ``autoDeploy: no`` is still false."""
+
+    @property
+    def flag(self) -> bool:
+        return _YAML11_BOOLS[self.lower()]
+
+
+def _yaml_bool(value: Any) -> Any:
+    return value.flag if isinstance(value, Yaml11Bool) else value
+
+
+def _plain_str(value: Any) -> Any:
+    return str(value) if isinstance(value, Yaml11Bool) else value
 
 
 def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("blueprint", message)
 
 
-def _service_name(name: str) -> str:
+def service_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a service Shipyard runs (None if it can).
+
+    Render itself accepts any name (ToolJet/ToolJet names services 'ToolJet' and 'PostgREST';
+    Render's spec example has a Key Value instance named 'private cache'), so refs.py applies
+    this only to the services Shipyard runs, which it addresses by name."""
     if _DNS_LABEL.match(name):
-        return name
+        return None
     hint = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
     why = "uppercase letters are not allowed" if name.lower() != name else "not a DNS label"
     suggestion = f" Did you mean '{hint}'?" if hint and _DNS_LABEL.match(hint) else ""
-    raise _fail(
+    return (
         f"invalid service name '{name}' ({why}): use 1-63 lowercase letters, digits or '-', "
         f"not starting or ending with '-'.{suggestion}"
     )
@@ -112,7 +139,9 @@ def describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-ServiceName = Annotated[str, AfterValidator(_service_name)]
+ServiceName = Annotated[str, Field(min_length=1)]  # DNS-label rule: refs.py (runnable only)
+Bool = Annotated[bool, BeforeValidator(_yaml_bool)]
+Str = Annotated[str, BeforeValidator(_plain_str)]
 EnvKey = Annotated[str, AfterValidator(_env_key)]
 RootDir = Annotated[str, AfterValidator(_root_dir)]
 HealthPath = Annotated[str, AfterValidator(_health_path)]
@@ -133,6 +162,17 @@ class Strict(BaseModel):
 # --- env vars -------------------------------------------------------------------------------
 
 
+class RegistryCreds(Strict):
+    name: str
+
+
+class RegistryCredential(Strict):
+    """``{fromRegistryCreds: {name: ...}}``, as Render's spec documents for registryCredential
+    and image.creds."""
+
+    from_registry_creds: RegistryCreds
+
+
 class FromServiceRef(Strict):
     type: Literal["web", "pserv", "worker", "cron", "keyvalue", "redis"]
     name: str
@@ -150,8 +190,10 @@ class EnvVar(Strict):
 
     key: EnvKey | None = None
     value: EnvValue | None = None
-    generate_value: Literal[True] | None = None
-    sync: Literal[False] | None = None
+    generate_value: Annotated[Literal[True], BeforeValidator(_yaml_bool)] | None = None
+    sync: Annotated[Literal[False], BeforeValidator(_yaml_bool)] | None = None
+    # Value used in preview environments: render-examples/preview-environment.
+    preview_value: EnvValue | None = None
     from_database: FromDatabaseRef | None = None
     from_service: FromServiceRef | None = None
     from_group: str | None = None
@@ -160,12 +202,18 @@ class EnvVar(Strict):
 class GroupEnvVar(Strict):
     key: EnvKey
     value: EnvValue | None = None
-    generate_value: Literal[True] | None = None
+    generate_value: Annotated[Literal[True], BeforeValidator(_yaml_bool)] | None = None
+
+
+def _none_as_empty(value: Any) -> Any:
+    return [] if value is None else value
 
 
 class EnvVarGroup(Strict):
     name: str
-    env_vars: list[GroupEnvVar] = []
+    # `envVars:` with every item commented out is null: render-examples/redash ships its
+    # optional `redash-mail` group that way (Go decodes null into an empty list).
+    env_vars: Annotated[list[GroupEnvVar], BeforeValidator(_none_as_empty)] = []
 
 
 # --- nested service fields ------------------------------------------------------------------
@@ -196,11 +244,14 @@ class IpAllow(Strict):
 
 class Image(Strict):
     url: str
-    creds: dict[str, str] | None = None
+    creds: RegistryCredential | None = None
+
+
+Generation = Annotated[Literal["automatic", "manual", "off"], BeforeValidator(_plain_str)]
 
 
 class ServicePreviews(Strict):
-    generation: Literal["automatic", "manual", "off"] | None = None
+    generation: Generation | None = None
     plan: str | None = None
     num_instances: int | None = Field(None, ge=1)
 
@@ -235,15 +286,17 @@ class _BuiltService(_Service):
     root_dir: RootDir | None = None
     build_command: str | None = None
     start_command: str | None = None
-    auto_deploy_trigger: Literal["off", "commit", "checksPass"] | None = None
-    auto_deploy: bool | None = None  # legacy
+    auto_deploy_trigger: (
+        Annotated[Literal["off", "commit", "checksPass"], BeforeValidator(_plain_str)] | None
+    ) = None
+    auto_deploy: Bool | None = None  # legacy
     build_filter: BuildFilter | None = None
     env_vars: list[EnvVar] = []
     docker_command: str | None = None
     dockerfile_path: str | None = None
     docker_context: str | None = None
     image: Image | None = None
-    registry_credential: dict[str, str] | None = None
+    registry_credential: RegistryCredential | None = None
 
 
 class _RunningService(_BuiltService):
@@ -267,7 +320,7 @@ class WebService(_RunningService):
     static_publish_path: str | None = None
     headers: list[Header] | None = None
     routes: list[Route] | None = None
-    pull_request_previews_enabled: bool | None = None
+    pull_request_previews_enabled: Bool | None = None
 
 
 class PrivateService(_RunningService):
@@ -286,6 +339,10 @@ class CronService(_BuiltService):
 class KeyValueService(_Service):
     type: Literal["keyvalue"]
     ip_allow_list: list[IpAllow]
+    preview_plan: str | None = None  # documented in Render's Key Value example
+    # Disk persistence mode (Render changelog "Specify disk persistence behavior for paid Key
+    # Value instances"; render-examples/langfuse4-template sets `journal-snapshot`).
+    persistence_mode: Str | None = None
     maxmemory_policy: (
         Literal[
             "allkeys-lru",
@@ -312,7 +369,7 @@ AnyService = Annotated[
 
 
 class HighAvailability(Strict):
-    enabled: bool
+    enabled: Bool
 
 
 class ReadReplica(Strict):
@@ -330,22 +387,26 @@ class Database(Strict):
     high_availability: HighAvailability | None = None
     ip_allow_list: list[IpAllow] | None = None
     read_replicas: list[ReadReplica] | None = None
+    preview_plan: str | None = None  # documented in Render's database fields
+    preview_disk_size_gb: int | None = Field(None, ge=1, alias="previewDiskSizeGB")  # documented
+    previews: ServicePreviews | None = None  # render-examples/preview-environment: {plan: free}
+    storage_autoscaling_enabled: Bool | None = None  # render-examples/langfuse4-template
 
 
 # --- root -----------------------------------------------------------------------------------
 
 
 class Previews(Strict):
-    generation: Literal["automatic", "manual", "off"] | None = None
+    generation: Generation | None = None
     expire_after_days: int | None = Field(None, ge=1)
 
 
 class Networking(Strict):
-    isolation: Literal["enabled", "disabled"] | None = None
+    isolation: Annotated[Literal["enabled", "disabled"], BeforeValidator(_plain_str)] | None = None
 
 
 class Permissions(Strict):
-    protection: Literal["enabled", "disabled"] | None = None
+    protection: Annotated[Literal["enabled", "disabled"], BeforeValidator(_plain_str)] | None = None
 
 
 class Resources(Strict):
@@ -371,7 +432,7 @@ class Blueprint(Resources):
 
     version: Annotated[Literal["1"], BeforeValidator(_to_str)] | None = None
     previews: Previews | None = None
-    previews_enabled: bool | None = None  # legacy
+    previews_enabled: Bool | None = None  # legacy
     previews_expire_after_days: int | None = Field(None, ge=1)  # legacy
     projects: list[Project] | None = None
     ungrouped: Resources | None = None

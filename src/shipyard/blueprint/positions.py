@@ -9,10 +9,11 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
-from shipyard.blueprint.model import Loc, Positions, format_path
+from shipyard.blueprint.model import Loc, Positions, Yaml11Bool, format_path
 from shipyard.errors import BlueprintError
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
 
 
 # --- problems -------------------------------------------------------------------------------
@@ -98,6 +99,10 @@ class _Walker:
             return self._mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+        if node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false"):
+            # yes/no/on/off are booleans only in YAML 1.1; Render reads them as strings
+            # except in boolean fields (see model.Yaml11Bool).
+            return Yaml11Bool(node.value)
         return self.constructor.construct_object(node, deep=True)
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:

@@ -8,6 +8,7 @@ normalized specs. Pure: no I/O except ``secrets.token_bytes``.
 from __future__ import annotations
 
 import base64
+import difflib
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 from shipyard.blueprint.model import (
     NATIVE_RUNTIMES,
     Loc,
+    service_name_problem,
 )
 from shipyard.blueprint.schema import did_you_mean
 from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
@@ -24,7 +26,21 @@ EXTENSIONS = ("healthCheckTimeoutSeconds", "drainTimeoutSeconds")
 _ENV_FORMS = ("value", "generateValue", "sync", "fromDatabase", "fromService", "fromGroup")
 _NEEDS_RUNTIME = ("web", "pserv", "worker", "cron")
 _STATIC_ONLY = ("staticPublishPath", "headers", "routes")
+_NOT_RUN = ("cron", "keyvalue", "redis")  # service types Shipyard does not run
+_NOT_RUN_RUNTIMES = ("docker", "image", "static")
+# A reference to a name this file does not define is valid on Render when the workspace has
+# it ("You can reference a service that isn't in the Blueprint, but that service must exist in
+# your workspace", blueprint-spec; render-examples/postgres-s3-backups reads a database it does
+# not define, ToolJet/ToolJet a group). It is an error only when it is this close to a name the
+# file does define, i.e. most likely a typo ('serch' for 'search' is 0.91).
+TYPO_CUTOFF = 0.8
 Problem = tuple[Loc, str]
+
+
+def likely_typo(name: object, defined: list[str]) -> str | None:
+    """The defined name ``name`` is probably a misspelling of, if any."""
+    matches = difflib.get_close_matches(str(name), defined, n=1, cutoff=TYPO_CUTOFF)
+    return matches[0] if matches else None
 
 
 # --- checks on the raw data -----------------------------------------------------------------
@@ -95,7 +111,9 @@ def _check_names(data: dict[str, Any], positions: Mapping[Loc, tuple[int, int]])
         if not isinstance(name, str):
             continue
         loc: Loc = (section, i, "name")
-        scope = "group" if section == "envVarGroups" else "resource"
+        # Services and databases are separate namespaces on Render: render-examples/django,
+        # hasura-graphql, posthog and redash each name a database like their web service.
+        scope = section
         if (scope, name) in first:
             line, column = positions.get(first[(scope, name)], (0, 0))
             problems.append(
@@ -116,6 +134,10 @@ def _check_service(svc: Mapping[str, Any], loc: Loc, kind: str) -> list[Problem]
         )
     runtime = svc.get("runtime", svc.get("env"))
     kind_of = svc.get("type")
+    if isinstance(name, str) and kind_of not in _NOT_RUN and runtime not in _NOT_RUN_RUNTIMES:
+        problem = service_name_problem(name)
+        if problem:
+            problems.append(((*loc, "name"), problem))
     if kind_of in _NEEDS_RUNTIME and runtime is None:
         problems.append(((*loc, "runtime"), f"missing required field ({label})"))
     if kind_of in _NEEDS_RUNTIME and runtime in NATIVE_RUNTIMES and "startCommand" not in svc:
@@ -154,14 +176,14 @@ def _check_env_item(
         if "key" in item:
             return [((*loc, "key"), "fromGroup takes no key: it adds every variable of the group")]
         group = item["fromGroup"]
-        if isinstance(group, str) and group not in groups:
+        if isinstance(group, str) and group not in groups and likely_typo(group, groups):
             return [((*loc, "fromGroup"), f"no envVarGroup '{group}'{did_you_mean(group, groups)}")]
         return []
     if "key" not in item:
         return [((*loc, "key"), "missing required field")]
     if form == "fromDatabase" and isinstance(item["fromDatabase"], dict):
         db = item["fromDatabase"].get("name")
-        if db is not None and db not in databases:
+        if db is not None and db not in databases and likely_typo(db, databases):
             return [
                 ((*loc, "fromDatabase", "name"), f"no database '{db}'{did_you_mean(db, databases)}")
             ]
@@ -176,9 +198,10 @@ def _check_from_service(
     problems: list[Problem] = []
     name, wanted = ref.get("name"), "keyvalue" if ref.get("type") == "redis" else ref.get("type")
     if name is not None and name not in services:
-        problems.append(
-            ((*loc, "name"), f"no service '{name}'{did_you_mean(name, list(services))}")
-        )
+        if likely_typo(name, list(services)):
+            problems.append(
+                ((*loc, "name"), f"no service '{name}'{did_you_mean(name, list(services))}")
+            )
     elif name is not None and wanted is not None and services[name] != wanted:
         problems.append(((*loc, "type"), f"service '{name}' is a {services[name]}, not a {wanted}"))
     if ("property" in ref) == ("envVarKey" in ref):
