@@ -664,3 +664,30 @@ def test_group_items_take_exactly_one_plain_form() -> None:
             "expected a string, got the number 3",
         ),
     ]
+
+
+def test_env_values_reach_the_process_as_written() -> None:
+    text = """
+services:
+  - type: web
+    name: web
+    runtime: python
+    startCommand: python3 app.py
+    numInstances: 2
+    envVars:
+      - {key: PYTHON_VERSION, value: 3.10}
+      - {key: MODE, value: 0755}
+      - {key: BIG, value: 1_000}
+      - {key: FLAG, value: off}
+      - {key: YES, value: true}
+"""
+    svc = parse_blueprint(text, filename="render.yaml", kind="render").service("web")
+    values = {e.key: e.value for e in svc.env_vars}
+    assert values == {
+        "PYTHON_VERSION": "3.10",
+        "MODE": "0755",
+        "BIG": "1_000",
+        "FLAG": "off",
+        "YES": "true",
+    }
+    assert svc.num_instances == 2 and type(svc.num_instances) is int

@@ -109,7 +109,32 @@ def _hostname(value: str) -> str:
     return host
 
 
+class YamlInt(int):
+    """An integer scalar that remembers how it was written (``010``, ``0x1F``, ``1_000``)."""
+
+    source: str
+
+    def __new__(cls, value: int, source: str) -> YamlInt:
+        obj = super().__new__(cls, value)
+        obj.source = source
+        return obj
+
+
+class YamlFloat(float):
+    """A float scalar that remembers how it was written: ``3.10`` must reach a process as
+    "3.10" (PYTHON_VERSION), not "3.1" — Render passes env values as written."""
+
+    source: str
+
+    def __new__(cls, value: float, source: str) -> YamlFloat:
+        obj = super().__new__(cls, value)
+        obj.source = source
+        return obj
+
+
 def _to_str(value: Any) -> Any:
+    if isinstance(value, YamlInt | YamlFloat):
+        return value.source
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
@@ -117,6 +142,8 @@ def _scalar(value: Any) -> Any:
     """Env values: YAML numbers and booleans become the strings a process sees."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, YamlInt | YamlFloat):
+        return value.source
     if isinstance(value, int | float | str):
         return str(value)
     raise _fail(f"expected a string, number or boolean, got {describe(value)}")

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
-from shipyard.blueprint.model import Loc, Positions, Yaml11Bool, format_path
+from shipyard.blueprint.model import Loc, Positions, Yaml11Bool, YamlFloat, YamlInt, format_path
 from shipyard.errors import BlueprintError
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -103,7 +103,12 @@ class _Walker:
             # yes/no/on/off are booleans only in YAML 1.1; Render reads them as strings
             # except in boolean fields (see model.Yaml11Bool).
             return Yaml11Bool(node.value)
-        return self.constructor.construct_object(node, deep=True)
+        value = self.constructor.construct_object(node, deep=True)
+        if isinstance(value, float):
+            return YamlFloat(value, node.value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return YamlInt(value, node.value)
+        return value
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
         result: dict[str, Any] = {}
