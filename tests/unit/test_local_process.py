@@ -239,3 +239,13 @@ def test_instance_outlives_the_daemon_and_is_readopted(tmp_path: Path) -> None:
         final = lp.stop(handle, grace_s=1)
     assert final.running is False
     assert not lp.alive(handle)
+
+
+def test_a_handle_without_a_pid_never_signals_our_own_group() -> None:
+    """killpg(0, sig) would signal the caller's own process group: the daemon itself."""
+    procs = LocalProcesses()
+    for pid in (0, 1):
+        handle = ProcessHandle(pid=pid, start_time=0)
+        assert not procs.alive(handle)
+        assert not procs.stop(handle, grace_s=0.1).running  # and we are still here
+        assert procs.ports_listening(handle) == set()

@@ -12,6 +12,7 @@ from shipyard.clock import FakeClock
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.pipeline import target_count
 from shipyard.controlplane.routing import desired_table
+from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.specs import stored_spec
 from shipyard.controlplane.state import State
 from shipyard.drivers.local.logfiles import rotate_if_larger
@@ -96,9 +97,10 @@ services:
 """
 
 
-def test_plan_create_update_redeploy_orphan_and_type_change() -> None:
+def test_plan_create_update_redeploy_orphan_and_type_change(tmp_path: Path) -> None:
     loaded = parse_blueprint(BP, filename="render.yaml", kind="render")
-    specs = {s.name: stored_spec(s) for s in loaded.services}
+    box = SecretBox(tmp_path / "key")
+    specs = {s.name: stored_spec(s, box.digest) for s in loaded.services}
     changed = json.loads(json.dumps(specs["web"]))
     changed["env_vars"][0]["digest"] = "different"
     plan = make_plan(
@@ -114,9 +116,13 @@ def test_plan_create_update_redeploy_orphan_and_type_change() -> None:
     assert "is a pserv in Shipyard and a worker in the Blueprint" in same.problems[0]
 
 
-def test_stored_spec_never_holds_env_values() -> None:
+def test_stored_spec_never_holds_env_values(tmp_path: Path) -> None:
     loaded = parse_blueprint(BP, filename="render.yaml", kind="render")
-    stored = stored_spec(loaded.service("web"))
+    box = SecretBox(tmp_path / "key")
+    stored = stored_spec(loaded.service("web"), box.digest)
+    other = stored_spec(loaded.service("web"), SecretBox(tmp_path / "other-key").digest)
+    # keyed: the same value digests differently under another key (no dictionary attack)
+    assert stored["env_vars"][0]["digest"] != other["env_vars"][0]["digest"]
     assert "hunter2" not in json.dumps(stored)
     assert stored["env_vars"][0]["key"] == "TOKEN" and stored["env_vars"][0]["kind"] == "value"
 
@@ -188,9 +194,24 @@ def test_registering_an_existing_service_keeps_its_live_spec(tmp_path: Path) -> 
         7001,
         "bp2",
     )
-    state.promote_spec("web", {"num_instances": 4}, desired=4)
+    state.add_release(
+        service="web",
+        number=1,
+        status="deploying",
+        config_digest="d",
+        source="s",
+        dir="d",
+        spec_json="{}",
+        env_enc=b"",
+    )
+    state.promote("web", 1, "superseded", {"num_instances": 4}, desired=4)
     row = state.service("web")
-    assert (row["desired_instances"], row["blueprint_instances"]) == (4, 4)
+    assert (row["desired_instances"], row["blueprint_instances"], row["current_release"]) == (
+        4,
+        4,
+        1,
+    )
+    assert state.release("web", 1)["status"] == "live"
 
 
 def test_retention_keeps_the_newest_deployable_releases_before_the_live_one() -> None:

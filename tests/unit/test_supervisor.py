@@ -165,3 +165,25 @@ def test_instance_down_in_haproxy_for_a_minute_is_restarted(tmp_path: Path) -> N
     inst = ctx.state.instance("jobs-1")
     assert inst.state == "crashed" and "failed health checks for 60 s" in inst.last_exit
     assert 1 not in runtime.live  # the hung process was stopped
+
+
+def test_a_restart_that_cannot_start_goes_back_to_crashed(tmp_path: Path) -> None:
+    ctx, runtime, _, clock = make_ctx(tmp_path)
+    sup = Supervisor(ctx, Claims())
+    sup.tick()  # crashed
+
+    def broken(spec: ProcessSpec) -> ProcessHandle:
+        raise OSError("No space left on device")
+
+    runtime.start = broken  # type: ignore[method-assign]
+    sup._restart(ctx.state.instance("jobs-1"))
+    inst = ctx.state.instance("jobs-1")
+    assert inst.state == "crashed" and "No space left" in inst.last_exit
+    assert (inst.restart_at or 0) > clock.now()  # retried later, with backoff
+
+
+def test_cleanup_retries_a_restart_left_unfinished(tmp_path: Path) -> None:
+    ctx, _, _, _ = make_ctx(tmp_path)
+    ctx.state.update_instance("jobs-1", state="restarting")  # its thread died with the daemon
+    Supervisor(ctx, Claims()).reconcile()
+    assert ctx.state.instance("jobs-1").state == "crashed"

@@ -280,7 +280,7 @@ Generation = Annotated[Literal["automatic", "manual", "off"], BeforeValidator(_p
 class ServicePreviews(Strict):
     generation: Generation | None = None
     plan: str | None = None
-    num_instances: int | None = Field(None, ge=1)
+    num_instances: int | None = Field(None, ge=1, le=100)
 
 
 class Header(Strict):
@@ -330,7 +330,7 @@ class _RunningService(_BuiltService):
     pre_deploy_command: str | None = None
     initial_deploy_hook: str | None = None
     health_check_path: HealthPath | None = None
-    num_instances: int = Field(1, ge=1)
+    num_instances: int = Field(1, ge=1, le=100)
     scaling: Scaling | None = None
     max_shutdown_delay_seconds: int = Field(30, ge=1, le=300)
     disk: Disk | None = None

@@ -40,6 +40,12 @@ class Claims:
             self._owners[service] = owner
             return True
 
+    def relabel(self, services: list[str], old: str, new: str) -> None:
+        with self._lock:
+            for service in services:
+                if self._owners.get(service) == old:
+                    self._owners[service] = new
+
     def free(self, services: list[str], owner: str) -> None:
         with self._lock:
             for service in services:

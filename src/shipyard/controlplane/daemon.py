@@ -28,11 +28,12 @@ from shipyard.controlplane.state import State
 from shipyard.controlplane.supervisor import Supervisor
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.process import LocalProcesses
-from shipyard.errors import Conflict
+from shipyard.errors import Conflict, ShipyardError
 from shipyard.settings import Settings
 
 log = logging.getLogger("shipyard.daemon")
 CONVERGE_STATES = ("running", "crashed", "restarting", "starting")
+SHUTDOWN_WAIT_S = 120.0  # how long `down` waits for running operations
 
 
 def ensure_token(path: Path) -> str:
@@ -92,7 +93,8 @@ class Daemon:
         self.server: uvicorn.Server | None = None
 
     def converge(self) -> None:
-        """Bring every service with a live release back to its desired instance count."""
+        """Bring every service with a live release back to its desired instance count. One
+        service that cannot be converged never keeps the daemon (and the others) down."""
         for svc in self.ctx.state.services():
             if svc["current_release"] is None:
                 continue
@@ -101,23 +103,29 @@ class Daemon:
                 for i in self.ctx.state.instances(svc["name"], CONVERGE_STATES)
                 if i.release == svc["current_release"]
             )
-            if count < svc["desired_instances"]:
-                log.info(
-                    "starting %s: %d of %d instance(s) running",
-                    svc["name"],
-                    count,
-                    svc["desired_instances"],
-                )
+            if count >= svc["desired_instances"]:
+                continue
+            log.info("starting %s: %d of %d instance(s) running", svc["name"], count,
+                     svc["desired_instances"])  # fmt: skip
+            try:
                 self.engine.scale(svc["name"], svc["desired_instances"], kind="converge")
+            except ShipyardError as exc:
+                log.error("cannot bring %s back up: %s", svc["name"], exc.message)
 
     def shutdown(self, stop_services: bool) -> None:
+        """Orderly stop: refuse new operations, let running ones and restarts finish, stop the
+        edge (in-flight requests complete), then the instances."""
+
         def run() -> None:
             if stop_services:
+                self.engine.closing = True
                 self.supervisor.stop()
+                held = self.engine.claim_all("shutdown", timeout_s=SHUTDOWN_WAIT_S)
+                self.ctx.edge.stop()
                 instances = self.ctx.state.instances()
                 stop_all(self.ctx, instances, grace_s=10.0)
-                self.ctx.edge.stop()
                 log.info("stopped %d instance(s) and HAProxy", len(instances))
+                self.engine.claims.free(held, "shutdown")
             if self.server is not None:
                 self.server.should_exit = True
 
@@ -128,8 +136,8 @@ class Daemon:
         try:
             token = ensure_token(self.settings.token_path)
             recover(self.ctx)
+            self.converge()  # before the supervisor, so its restarts cannot hold a claim yet
             self.supervisor.start()
-            self.converge()
             app = create_app(self.engine, token, self.shutdown)
             config = uvicorn.Config(
                 app,

@@ -92,6 +92,7 @@ MIGRATIONS: list[str] = [
     # 2: releases a rollback may use: built and past their pre-deploy command
     """
     ALTER TABLE releases ADD COLUMN deployable INTEGER NOT NULL DEFAULT 0;
+    UPDATE releases SET deployable = 1 WHERE status IN ('live', 'superseded', 'rolled-back');
     """,
     # 3: artifacts removed by retention (build logs stay)
     """

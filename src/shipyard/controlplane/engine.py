@@ -34,6 +34,7 @@ from shipyard.controlplane.scaling import scale_to
 from shipyard.controlplane.specs import stored_spec
 from shipyard.errors import Conflict, EdgeError, NotFound, ShipyardError, UsageError
 from shipyard.plan.plan import Plan, make_plan
+from shipyard.release.store import release_paths
 from shipyard.rollout.choose import rollback_target
 from shipyard.source.snapshot import GitInfo, git_checkout, git_info
 
@@ -54,17 +55,38 @@ class Engine:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.claims = Claims()
+        self.closing = False  # set by `down`: no new operation starts
 
     # locking -----------------------------------------------------------------------------
     def busy(self, service: str) -> bool:
         return self.claims.busy(service)
 
-    def _claim(self, services: list[str], deploy_id: int) -> None:
+    def claim_all(self, owner: str, timeout_s: float) -> list[str]:
+        """Claim every service, waiting for running operations to finish (up to the timeout).
+        Returns the services claimed."""
+        names = [s["name"] for s in self.ctx.state.services()]
+        held: list[str] = []
+        deadline = self.ctx.clock.monotonic() + timeout_s
+        while len(held) < len(names) and self.ctx.clock.monotonic() < deadline:
+            held += [n for n in names if n not in held and self.claims.try_claim(n, owner)]
+            if len(held) < len(names):
+                self.ctx.clock.sleep(0.2)
+        return held
+
+    def _open(self, kind: str, target: str, services: list[str]) -> int:
+        """Claim the services, then record the operation: a refused operation (busy, shutting
+        down) leaves no trace."""
+        if self.closing:
+            raise Conflict("Shipyard is shutting down; start it again with `shipyard up`.")
+        pending = f"a {kind} being submitted ({threading.get_ident()})"
+        self.claims.claim(services, pending)
         try:
-            self.claims.claim(services, f"operation #{deploy_id}")
-        except Conflict:
-            self.ctx.state.finish_deploy(deploy_id, "cancelled", "conflict", {})
+            deploy_id = self.ctx.state.add_deploy(kind, target)
+        except BaseException:
+            self.claims.free(services, pending)
             raise
+        self.claims.relabel(services, pending, f"operation #{deploy_id}")
+        return deploy_id
 
     def _free(self, services: list[str], deploy_id: int) -> None:
         self.claims.free(services, f"operation #{deploy_id}")
@@ -143,7 +165,7 @@ class Engine:
                 live[svc["name"]] = json.loads(svc["spec_json"])
             if svc["blueprint_path"] == source.blueprint_id:
                 from_blueprint.append(svc["name"])
-        specs = {s.name: stored_spec(s) for s in loaded.services}
+        specs = {s.name: stored_spec(s, self.ctx.box.digest) for s in loaded.services}
         plan = make_plan(loaded.services, specs, live, known, from_blueprint)
         problem = self._edge_problem(loaded, specs)
         return replace(plan, problems=(*plan.problems, problem)) if problem else plan
@@ -223,12 +245,12 @@ class Engine:
                 f"{loaded.path.name} defines no service Shipyard can run yet.",
                 fields={"notices": [n.message for n in loaded.notices]},
             )
-        deploy_id = self.ctx.state.add_deploy("deploy", ",".join(names))
-        self._claim(names, deploy_id)
+        deploy_id = self._open("deploy", ",".join(names), names)
         try:
             self._register_services(source, names)
-        except BaseException:
+        except BaseException as exc:
             self._free(names, deploy_id)
+            self.ctx.state.finish_deploy(deploy_id, "failed", str(exc), {})
             raise
         for notice in loaded.notices:
             self.ctx.state.add_event(
@@ -258,7 +280,7 @@ class Engine:
                 self.ctx.state.register_service(
                     name,
                     spec.type,
-                    stored_spec(spec),
+                    stored_spec(spec, self.ctx.box.digest),
                     source.blueprint_id,
                     spec.num_instances,
                     port,
@@ -275,7 +297,7 @@ class Engine:
                 resolved[name] = env
                 req = BuildRequest(
                     name,
-                    stored_spec(spec),
+                    stored_spec(spec, self.ctx.box.digest),
                     spec.config_digest(),
                     env,
                     source.root,
@@ -299,17 +321,19 @@ class Engine:
 
     # rollback & scale --------------------------------------------------------------------
     def rollback(self, service: str, to: int | None = None) -> dict[str, Any]:
-        svc = self.ctx.state.service(service)
-        target = rollback_target(self.ctx.state.releases(service), svc["current_release"], to)
-        release = self.ctx.state.release(service, target)
-        deploy_id = self.ctx.state.add_deploy("rollback", service)
-        self._claim([service], deploy_id)
+        self._rollback_target(service, to)  # bad input: refused before anything is recorded
+        deploy_id = self._open("rollback", service, [service])
+        try:  # again under the claim: a deploy that just finished may have pruned an artifact
+            svc, target, release = self._rollback_target(service, to)
+        except ShipyardError as exc:
+            self._free([service], deploy_id)
+            self.ctx.state.finish_deploy(deploy_id, "cancelled", exc.message, {})
+            raise
         emit = self.emitter(deploy_id, service)
         emit(
             f"rolling back from release {svc['current_release']} to release {target} (no rebuild)",
             "info",
         )
-
         self._spawn_one(
             deploy_id, service, emit,
             lambda: rollout(
@@ -319,14 +343,24 @@ class Engine:
         )  # fmt: skip
         return {"id": deploy_id, "service": service, "release": target}
 
+    def _rollback_target(
+        self, service: str, to: int | None
+    ) -> tuple[dict[str, Any], int, dict[str, Any]]:
+        svc = self.ctx.state.service(service)
+        target = rollback_target(self.ctx.state.releases(service), svc["current_release"], to)
+        release = self.ctx.state.release(service, target)
+        app = release_paths(self.ctx.settings.services_dir, service, target).app
+        if not app.is_dir():
+            raise Conflict(f"Release {target} cannot be rolled out: its artifact {app} is missing.")
+        return svc, target, release
+
     def scale(self, service: str, count: int, kind: str = "scale") -> dict[str, Any]:
         if not 1 <= count <= 100:
             raise UsageError(f"Cannot scale {service} to {count}: instances must be 1 to 100.")
         svc = self.ctx.state.service(service)
         if svc["current_release"] is None:
             raise Conflict(f"{service} has no live release yet; deploy it before scaling.")
-        deploy_id = self.ctx.state.add_deploy(kind, f"{service}={count}")
-        self._claim([service], deploy_id)
+        deploy_id = self._open(kind, f"{service}={count}", [service])
         emit = self.emitter(deploy_id, service)
 
         self._spawn_one(

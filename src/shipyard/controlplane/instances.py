@@ -18,7 +18,7 @@ from typing import Any
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.routing import allocate_port, external_host, sync_routes
 from shipyard.controlplane.state import Instance
-from shipyard.drivers.local.process import ProcessHandle, ProcessSpec, tail
+from shipyard.drivers.local.process import ProcessHandle, ProcessSpec, handles_with_env, tail
 from shipyard.errors import EdgeError
 from shipyard.observe.health import Probe
 from shipyard.release.store import instance_log, release_paths
@@ -84,20 +84,27 @@ def start_instance(
         else:
             inst_id, port = existing.id, existing.port
             log_path = instance_log(ctx.settings.services_dir, name, inst_id)
-    env = {
-        **base_env(),
-        **ctx.box.decrypt_env(release["env_enc"]),
-        **platform_env(ctx, svc, release),
-        "PORT": str(port),
-        "RENDER_INSTANCE_ID": inst_id,
-    }
-    workdir = release_paths(ctx.settings.services_dir, name, release["number"]).workdir(
-        spec.get("root_dir", "")
-    )
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = ctx.runtime.start(
-        ProcessSpec(command=spec["start_command"], cwd=workdir, env=env, log_path=log_path)
-    )
+    try:
+        env = {
+            **base_env(),
+            **ctx.box.decrypt_env(release["env_enc"]),
+            **platform_env(ctx, svc, release),
+            "PORT": str(port),
+            "RENDER_INSTANCE_ID": inst_id,
+        }
+        workdir = release_paths(ctx.settings.services_dir, name, release["number"]).workdir(
+            spec.get("root_dir", "")
+        )
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = ctx.runtime.start(
+            ProcessSpec(command=spec["start_command"], cwd=workdir, env=env, log_path=log_path)
+        )
+    except BaseException as exc:
+        # No process: a new row must not stay "starting" (nothing could ever stop it); a
+        # restart is put back to "crashed" by the supervisor, to be retried.
+        if existing is None:
+            ctx.state.update_instance(inst_id, state="failed", last_exit=f"could not start: {exc}")
+        raise
     ctx.state.update_instance(
         inst_id, pid=handle.pid, start_time=handle.start_time, started_at=ctx.clock.now()
     )
@@ -300,6 +307,9 @@ def stop_all(ctx: Context, instances: list[Instance], grace_s: float) -> None:
 
     def stop(inst: Instance) -> None:
         fresh = ctx.state.instance(inst.id)
+        if fresh.pid is None:  # started but never recorded: find it by its marker
+            for handle in handles_with_env("RENDER_INSTANCE_ID", inst.id):
+                ctx.runtime.stop(handle, grace_s)
         status = ctx.runtime.stop(handle_of(fresh), grace_s)
         ctx.state.update_instance(
             inst.id, state="stopped", last_exit=_describe_exit(status.exit_code, status.signal)

@@ -67,6 +67,8 @@ async def follow_logs(
         for key, path in sources().items():
             offsets.setdefault(key, (path, 0))
         for key, (path, offset) in list(offsets.items()):
+            if _size(path) < offset:  # rotated (truncated): start from its new beginning
+                offset = 0
             chunk = _read_from(path, offset)
             complete = chunk.rfind(b"\n") + 1
             if complete:
@@ -75,6 +77,13 @@ async def follow_logs(
                 for raw in chunk[:complete].decode(errors="replace").splitlines():
                     yield f"{prefix}{raw}\n"
         await asyncio.sleep(FOLLOW_POLL_S)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _read_from(path: Path, offset: int) -> bytes:

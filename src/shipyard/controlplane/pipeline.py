@@ -7,7 +7,6 @@ old ones are drained only after the new ones are UP in HAProxy.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from shipyard.controlplane.instances import (
     drain_and_stop,
     platform_env,
     start_many,
+    sync_quietly,
     wait_edge_up,
     wait_healthy,
 )
@@ -191,11 +191,11 @@ def rollout(
         )
     for inst in new:
         ctx.state.transition(inst.id, ("starting",), state="running")
-    _promote(ctx, svc, number, previous_status, spec, desired if from_blueprint else None)
+    ctx.state.promote(name, number, previous_status, spec, desired if from_blueprint else None)
     laggards = _switch(ctx, new_svc, new)
     if laggards:
-        ctx.state.restore_service(svc)
-        _restore_release_statuses(ctx, svc, number, laggards)
+        ctx.state.unpromote(svc, number, laggards)
+        sync_quietly(ctx, emit)
         drain_and_stop(ctx, new_svc, new, emit)  # routed: drain them like any other
         for inst in new:
             ctx.state.update_instance(inst.id, state="failed")
@@ -216,10 +216,10 @@ def prune_releases(ctx: Context, service: str) -> None:
     """Remove the artifacts of releases past the retention (their build logs stay)."""
     current = ctx.state.service(service)["current_release"]
     for number in releases_to_prune(ctx.state.releases(service), current):
+        ctx.state.mark_pruned(service, number)  # first: never "deployable" without an artifact
         shutil.rmtree(
             release_paths(ctx.settings.services_dir, service, number).app, ignore_errors=True
         )
-        ctx.state.mark_pruned(service, number)
 
 
 def _start_all(
@@ -243,27 +243,6 @@ def _switch(ctx: Context, new_svc: dict[str, Any], new: list[Instance]) -> str:
         return f"HAProxy could not be updated ({exc.message})"
     laggards = wait_edge_up(ctx, new_svc, new)
     return f"HAProxy's health check did not mark {', '.join(laggards)} UP" if laggards else ""
-
-
-def _promote(
-    ctx: Context, svc: dict[str, Any], number: int, previous_status: str, spec: dict[str, Any],
-    desired: int | None,
-) -> None:  # fmt: skip
-    """Make ``number`` the live release and its spec the service's (routing follows it)."""
-    name, current = svc["name"], svc["current_release"]
-    if current is not None and current != number:
-        ctx.state.set_release_status(name, current, previous_status)
-    ctx.state.set_release_status(name, number, "live")
-    ctx.state.set_current_release(name, number)
-    ctx.state.promote_spec(name, spec, desired)
-
-
-def _restore_release_statuses(ctx: Context, svc: dict[str, Any], number: int, reason: str) -> None:
-    ctx.state.set_release_status(svc["name"], number, "failed", reason)
-    if svc["current_release"] is not None:
-        ctx.state.set_release_status(svc["name"], svc["current_release"], "live")
-    with contextlib.suppress(EdgeError):  # the supervisor re-applies the table periodically
-        sync_routes(ctx)
 
 
 def fail_unfinished_releases(ctx: Context, service: str, reason: str) -> None:

@@ -55,7 +55,10 @@ def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: boo
         for inst in new:
             ctx.state.transition(inst.id, ("starting",), state="running")
         sync_quietly(ctx, emit)
-        wait_edge_up(ctx, svc, new)
+        laggards = wait_edge_up(ctx, svc, new)
+        if laggards:
+            emit(f"HAProxy has not marked {', '.join(laggards)} UP yet; it keeps checking",
+                 "warning")  # fmt: skip
         emit(f"{service} now runs {count} instance(s)", "info")
     elif count < len(current):
         extra = _pick_extra(current, len(current) - count)

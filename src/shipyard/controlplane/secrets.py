@@ -6,6 +6,8 @@ keys only.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -17,7 +19,14 @@ from shipyard.errors import ShipyardError
 
 class SecretBox:
     def __init__(self, key_path: Path) -> None:
-        self._fernet = Fernet(_load_or_create_key(key_path))
+        key = _load_or_create_key(key_path)
+        self._fernet = Fernet(key)
+        self._mac_key = hashlib.sha256(b"shipyard-digest:" + key).digest()
+
+    def digest(self, text: str) -> str:
+        """A keyed digest (HMAC-SHA256): tells whether a value changed without letting anyone
+        holding the state file test guesses against it."""
+        return hmac.new(self._mac_key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
     def encrypt(self, plaintext: str) -> bytes:
         return self._fernet.encrypt(plaintext.encode())

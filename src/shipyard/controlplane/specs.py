@@ -4,21 +4,22 @@ returned in clear."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from shipyard.blueprint.spec import ServiceSpec
 
 
-def stored_spec(spec: ServiceSpec) -> dict[str, Any]:
+def stored_spec(spec: ServiceSpec, digest: Callable[[str], str]) -> dict[str, Any]:
+    """``digest``: a keyed digest (SecretBox.digest), never a bare hash of a secret."""
     data = spec.to_dict()
-    data["env_vars"] = [_redact(e) for e in data.get("env_vars", [])]
+    data["env_vars"] = [_redact(e, digest) for e in data.get("env_vars", [])]
     data["domains"] = list(data.get("domains", []))
     return data
 
 
-def _redact(entry: dict[str, Any]) -> dict[str, Any]:
+def _redact(entry: dict[str, Any], digest: Callable[[str], str]) -> dict[str, Any]:
     kind = next(
         (
             k
@@ -27,5 +28,8 @@ def _redact(entry: dict[str, Any]) -> dict[str, Any]:
         ),
         "sync",
     )
-    digest = hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
-    return {"key": entry.get("key") or entry.get("from_group"), "kind": kind, "digest": digest}
+    return {
+        "key": entry.get("key") or entry.get("from_group"),
+        "kind": kind,
+        "digest": digest(json.dumps(entry, sort_keys=True)),
+    }

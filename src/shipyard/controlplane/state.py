@@ -85,30 +85,51 @@ class State:
                      internal_port, None, now, now),
                 )  # fmt: skip
 
-    def promote_spec(self, name: str, spec: dict[str, Any], desired: int | None = None) -> None:
-        """The live release's spec becomes the service's; with ``desired``, the Blueprint's
-        numInstances is recorded too (a manual `scale` wins until that number changes)."""
+    def promote(
+        self, name: str, number: int, previous_status: str, spec: dict[str, Any],
+        desired: int | None,
+    ) -> None:  # fmt: skip
+        """In one transaction: ``number`` becomes live and current, the release it replaces
+        gets ``previous_status``, and the service takes the new spec (and, from a Blueprint,
+        its instance count). A kill can never leave half of this."""
         now = self.clock.now()
-        if desired is None:
-            self.db.execute(
-                "UPDATE services SET spec_json=?, updated_at=? WHERE name=?",
-                json.dumps(spec), now, name,
-            )  # fmt: skip
-            return
-        self.db.execute(
-            "UPDATE services SET spec_json=?, desired_instances=?, blueprint_instances=?,"
-            " updated_at=? WHERE name=?",
-            json.dumps(spec), desired, int(spec.get("num_instances", desired)), now, name,
-        )  # fmt: skip
+        with self.db.tx() as conn:
+            row = conn.execute("SELECT current_release FROM services WHERE name=?", (name,))
+            current = row.fetchone()["current_release"]
+            if current is not None and current != number:
+                conn.execute("UPDATE releases SET status=?, finished_at=COALESCE(finished_at, ?)"
+                             " WHERE service=? AND number=?",
+                             (previous_status, now, name, current))  # fmt: skip
+            conn.execute("UPDATE releases SET status='live', reason='', live_at=?,"
+                         " finished_at=COALESCE(finished_at, ?) WHERE service=? AND number=?",
+                         (now, now, name, number))  # fmt: skip
+            if desired is None:
+                conn.execute("UPDATE services SET current_release=?, spec_json=?, updated_at=?"
+                             " WHERE name=?", (number, json.dumps(spec), now, name))  # fmt: skip
+            else:
+                conn.execute(
+                    "UPDATE services SET current_release=?, spec_json=?, desired_instances=?,"
+                    " blueprint_instances=?, updated_at=? WHERE name=?",
+                    (number, json.dumps(spec), desired, int(spec.get("num_instances", desired)),
+                     now, name),
+                )  # fmt: skip
 
-    def restore_service(self, row: dict[str, Any]) -> None:
-        """Put back a service row read before an operation changed it."""
-        self.db.execute(
-            "UPDATE services SET spec_json=?, desired_instances=?, blueprint_instances=?,"
-            " current_release=?, updated_at=? WHERE name=?",
-            row["spec_json"], row["desired_instances"], row["blueprint_instances"],
-            row["current_release"], self.clock.now(), row["name"],
-        )  # fmt: skip
+    def unpromote(self, row: dict[str, Any], number: int, reason: str) -> None:
+        """In one transaction: undo ``promote`` of ``number`` back to the service ``row`` read
+        before it (its spec, counts and live release)."""
+        now = self.clock.now()
+        with self.db.tx() as conn:
+            conn.execute("UPDATE releases SET status='failed', reason=? WHERE service=? AND"
+                         " number=?", (reason, row["name"], number))  # fmt: skip
+            if row["current_release"] is not None:
+                conn.execute("UPDATE releases SET status='live' WHERE service=? AND number=?",
+                             (row["name"], row["current_release"]))  # fmt: skip
+            conn.execute(
+                "UPDATE services SET spec_json=?, desired_instances=?, blueprint_instances=?,"
+                " current_release=?, updated_at=? WHERE name=?",
+                (row["spec_json"], row["desired_instances"], row["blueprint_instances"],
+                 row["current_release"], now, row["name"]),
+            )  # fmt: skip
 
     def set_desired(self, name: str, count: int) -> None:
         self.db.execute(

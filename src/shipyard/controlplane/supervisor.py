@@ -17,7 +17,13 @@ from pathlib import Path
 
 from shipyard.controlplane.claims import Claims
 from shipyard.controlplane.context import Context
-from shipyard.controlplane.instances import handle_of, start_instance, stop_all, wait_healthy
+from shipyard.controlplane.instances import (
+    drain_and_stop,
+    handle_of,
+    start_instance,
+    stop_all,
+    wait_healthy,
+)
 from shipyard.controlplane.routing import desired_table, sync_routes
 from shipyard.controlplane.state import Instance
 from shipyard.drivers.local.logfiles import rotate_if_larger
@@ -40,16 +46,20 @@ class Supervisor:
         self._restarting: set[str] = set()
         self._down_since: dict[str, float] = {}
         self._ticks = 0
+        self._threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop the loop and wait for restarts in flight (they may be starting processes)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=timeout)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -86,18 +96,33 @@ class Supervisor:
         for inst in self.ctx.state.instances():
             if rotate_if_larger(Path(inst.log_path)):
                 log.info("rotated the log of %s", inst.id)
-        for inst in self.ctx.state.instances(states=LEFTOVER):
+        for inst in self.ctx.state.instances(states=(*LEFTOVER, "restarting")):
+            if inst.id in self._restarting:
+                continue  # a restart thread owns it
             owner = f"cleanup of {inst.id}"
             if not self.claims.try_claim(inst.service, owner):
                 continue
             try:
-                log.warning("stopping %s, left %s by an operation that failed", inst.id, inst.state)
-                self.ctx.state.transition(inst.id, LEFTOVER, state="stopping")
-                sync_routes(self.ctx)
-                stop_all(self.ctx, [inst], grace_s=10.0)
+                self._clean_up(inst)
             finally:
                 self.claims.free([inst.service], owner)
         sync_routes(self.ctx)
+
+    def _clean_up(self, inst: Instance) -> None:
+        """An instance left half-way by an operation (or a restart) that failed."""
+        if inst.state == "restarting":
+            log.warning("restart of %s was left unfinished: retrying it", inst.id)
+            self.ctx.runtime.stop(handle_of(inst), 5.0)
+            self._back_to_crashed(inst.id, "restart left unfinished")
+            return
+        log.warning("stopping %s, left %s by an operation that failed", inst.id, inst.state)
+        if inst.state == "draining":
+            svc = self.ctx.state.service(inst.service)
+            drain_and_stop(self.ctx, svc, [inst], lambda m, lvl: log.info("%s", m))
+            return
+        self.ctx.state.transition(inst.id, LEFTOVER, state="stopping")
+        sync_routes(self.ctx)
+        stop_all(self.ctx, [inst], grace_s=10.0)
 
     def _keep_edge_up(self) -> None:
         """HAProxy outlives the daemon, but if HAProxy itself dies, start it again."""
@@ -168,9 +193,11 @@ class Supervisor:
 
     def _restart_async(self, inst: Instance) -> None:
         self._restarting.add(inst.id)
-        threading.Thread(
+        thread = threading.Thread(
             target=self._restart, args=(inst,), daemon=True, name=f"restart-{inst.id}"
-        ).start()
+        )
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
 
     def _restart(self, inst: Instance) -> None:
         try:
@@ -191,10 +218,20 @@ class Supervisor:
                 lambda m, lvl: log.info("%s", m),
             )
             self._finish(restarted, ok=not failures)
-        except Exception:
+        except Exception as exc:
             log.exception("restart of %s failed", inst.id)
+            self._back_to_crashed(inst.id, f"restart failed: {exc}")
         finally:
             self._restarting.discard(inst.id)
+
+    def _back_to_crashed(self, inst_id: str, reason: str) -> None:
+        now = self.ctx.clock.now()
+        current = self.ctx.state.instance(inst_id)
+        crashes = (*self.ctx.policy.recent(current.crash_times, now), now)
+        self.ctx.state.transition(
+            inst_id, ("restarting",), state="crashed", last_exit=reason, crash_times=crashes,
+            restart_at=now + self.ctx.policy.delay(crashes, now),
+        )  # fmt: skip
 
     def _start_again(self, inst: Instance) -> Instance | None:
         """Under the service's claim: crashed -> restarting, new process, pid recorded."""
@@ -221,11 +258,4 @@ class Supervisor:
                 sync_routes(self.ctx)
             return  # else an operation took the instance over and stops it by its current pid
         self.ctx.runtime.stop(handle_of(inst), 5.0)
-        now = self.ctx.clock.now()
-        current = self.ctx.state.instance(inst.id)
-        crashes = (*self.ctx.policy.recent(current.crash_times, now), now)
-        self.ctx.state.transition(
-            inst.id, ("restarting",), state="crashed",
-            last_exit="failed its health check after a restart", crash_times=crashes,
-            restart_at=now + self.ctx.policy.delay(crashes, now),
-        )  # fmt: skip
+        self._back_to_crashed(inst.id, "failed its health check after a restart")

@@ -168,6 +168,8 @@ class LocalProcesses:
                 del self._children[handle]
                 self._exited[handle] = final
                 return final
+        if handle.pid <= 1:
+            return GONE  # never a process of ours (0 would mean "my own group" to killpg)
         stat = _read_stat(handle.pid)
         if stat is None or stat.start_time != handle.start_time or stat.state in ("Z", "X"):
             return GONE
@@ -217,11 +219,14 @@ class LocalProcesses:
         return True
 
     def _group_is_foreign(self, handle: ProcessHandle) -> bool:
-        """True if ``handle.pid`` now names another process (the pid was recycled).
+        """True if ``handle.pid`` now names another process (the pid was recycled), or is no
+        pid at all: killpg(0) would signal our own group, killpg(1) everything.
 
         While any member of our group lives, the kernel cannot hand out its pgid as a new pid,
         so a live process with that pid and another start time proves our group is empty.
         """
+        if handle.pid <= 1:
+            return True
         with self._lock:
             if handle in self._children:
                 return False  # unreaped child: the pid is still ours
