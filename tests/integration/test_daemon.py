@@ -80,3 +80,33 @@ def test_down_stops_everything_and_up_restores(own_shipyard: Shipyard, project: 
     result = sy.ok("down")
     assert "Daemon was not running" in result.out
     assert not any(alive(p) for p in pids)
+
+
+def processes_of(service: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RENDER_SERVICE_NAME={service}".encode() in environ and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def test_down_during_a_deploy_leaves_no_process_behind(
+    own_shipyard: Shipyard, project: Project
+) -> None:
+    sy = own_shipyard
+    slow = web("racer", "v1", extra_env='      - key: BOOT_DELAY\n        value: "2"\n')
+    bp = project.blueprint("services:\n" + slow)
+    deploy(sy, bp)
+    project.blueprint("services:\n" + slow.replace("value: v1", "value: v2"))
+    sy.ok("deploy", "-f", str(bp))  # no --wait: still starting release 2 when down arrives
+    time.sleep(0.5)
+    refused = sy.cli("scale", "racer=3")
+    sy.ok("down")
+    assert processes_of("racer") == []
+    assert refused.code == 5  # the deploy held the service
