@@ -19,13 +19,12 @@ from shipyard.blueprint.model import (
     Blueprint,
     EnvVar,
     GroupEnvVar,
-    Loc,
     PrivateService,
     WebService,
     WorkerService,
-    format_path,
 )
 from shipyard.blueprint.positions import Problems, compose
+from shipyard.blueprint.scalars import Loc, format_path
 from shipyard.blueprint.schema import did_you_mean, explain
 from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
 from shipyard.errors import BlueprintError

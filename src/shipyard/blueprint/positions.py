@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
-from shipyard.blueprint.model import Loc, Positions, Yaml11Bool, YamlFloat, YamlInt, format_path
+from shipyard.blueprint.scalars import Loc, Positions, Yaml11Bool, YamlFloat, YamlInt, format_path
 from shipyard.errors import BlueprintError
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"

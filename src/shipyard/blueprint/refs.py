@@ -14,11 +14,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipyard.blueprint.model import (
-    NATIVE_RUNTIMES,
-    Loc,
-    service_name_problem,
-)
+from shipyard.blueprint.model import NATIVE_RUNTIMES
+from shipyard.blueprint.scalars import Loc, service_name_problem
 from shipyard.blueprint.schema import did_you_mean
 from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
 

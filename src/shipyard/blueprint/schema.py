@@ -14,7 +14,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from shipyard.blueprint.model import Blueprint, Loc, describe
+from shipyard.blueprint.model import Blueprint
+from shipyard.blueprint.scalars import Loc, describe
 
 _EXPECTED_TYPE = {
     "string_type": "a string",
