@@ -79,6 +79,6 @@ def test_supervisor_restart_waits_for_the_service_claim(tmp_path: Path) -> None:
 
 
 def _spec(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from shipyard.drivers.local.process import ProcessSpec
+    from shipyard.run.runtime import ProcessSpec
 
     return ProcessSpec(command="x", cwd=tmp_path, env={}, log_path=tmp_path / "x.log")

@@ -12,8 +12,8 @@ from shipyard.controlplane.db import Database
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
 from shipyard.controlplane.supervisor import Supervisor
-from shipyard.drivers.local.process import ExitStatus, ProcessHandle, ProcessSpec
 from shipyard.route.table import RoutingTable, ServerStats
+from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 from shipyard.settings import Settings
 
 

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.drivers.local.process import ProcessSpec, tail
-from shipyard.run.runtime import Runtime
+from shipyard.drivers.local.process import tail
+from shipyard.run.runtime import ProcessSpec, Runtime
 
 
 @dataclass(frozen=True)

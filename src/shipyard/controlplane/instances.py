@@ -18,10 +18,11 @@ from typing import Any
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.routing import allocate_port, external_host, sync_routes
 from shipyard.controlplane.state import Instance
-from shipyard.drivers.local.process import ProcessHandle, ProcessSpec, handles_with_env, tail
+from shipyard.drivers.local.process import handles_with_env, tail
 from shipyard.errors import EdgeError
 from shipyard.observe.health import Probe
 from shipyard.release.store import instance_log, release_paths
+from shipyard.run.runtime import ProcessHandle, ProcessSpec
 
 BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR")
 WORKER_SETTLE_S = 2.0

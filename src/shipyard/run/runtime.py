@@ -7,11 +7,35 @@ and are identified by (pid, start_time), so a recycled pid is never mistaken for
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from shipyard.drivers.local.process import ExitStatus, ProcessHandle, ProcessSpec
-
 __all__ = ["ExitStatus", "ProcessHandle", "ProcessSpec", "Runtime"]
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    command: str
+    cwd: Path
+    env: Mapping[str, str]
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class ProcessHandle:
+    """Identifies one instance across daemon restarts. JSON-able: two ints."""
+
+    pid: int
+    start_time: int  # /proc/<pid>/stat field 22: clock ticks since boot
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    running: bool
+    exit_code: int | None  # None while running, or when unknown (adopted processes)
+    signal: int | None  # the signal that killed the leader, if any and if known
 
 
 class Runtime(Protocol):

@@ -1,11 +1,13 @@
-"""Drivers for this machine: processes, log files."""
+"""Drivers for this machine: processes (implementing shipyard.run.runtime.Runtime), log files."""
 
-from shipyard.drivers.local.process import (
-    ExitStatus,
-    LocalProcesses,
-    ProcessHandle,
-    ProcessSpec,
-    tail,
-)
+from shipyard.drivers.local.process import LocalProcesses, handles_with_env, tail
+from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 
-__all__ = ["ExitStatus", "LocalProcesses", "ProcessHandle", "ProcessSpec", "tail"]
+__all__ = [
+    "ExitStatus",
+    "LocalProcesses",
+    "ProcessHandle",
+    "ProcessSpec",
+    "handles_with_env",
+    "tail",
+]

@@ -25,41 +25,19 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.clock import Clock, SystemClock
 from shipyard.errors import RuntimeFailure
+from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 
 BASH = "/bin/bash"
 TIMEOUT_EXIT_CODE = 124
 _POLL_S = 0.02
 _KILL_WAIT_S = 5.0  # how long to wait for the leader to vanish after SIGKILL
 _TCP_LISTEN = "0A"
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    command: str
-    cwd: Path
-    env: Mapping[str, str]
-    log_path: Path
-
-
-@dataclass(frozen=True)
-class ProcessHandle:
-    """Identifies one instance across daemon restarts. JSON-able: two ints."""
-
-    pid: int
-    start_time: int  # /proc/<pid>/stat field 22: clock ticks since boot
-
-
-@dataclass(frozen=True)
-class ExitStatus:
-    running: bool
-    exit_code: int | None  # None while running, or when unknown (adopted processes)
-    signal: int | None  # the signal that killed the leader, if any and if known
 
 
 RUNNING = ExitStatus(running=True, exit_code=None, signal=None)
