@@ -24,7 +24,7 @@ from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.instances import stop_all
 from shipyard.controlplane.recovery import recover
 from shipyard.controlplane.secrets import SecretBox
-from shipyard.controlplane.state import State
+from shipyard.controlplane.state import OF_RELEASE, State
 from shipyard.controlplane.supervisor import Supervisor
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.process import LocalProcesses
@@ -32,7 +32,6 @@ from shipyard.errors import Conflict, ShipyardError
 from shipyard.settings import Settings
 
 log = logging.getLogger("shipyard.daemon")
-CONVERGE_STATES = ("running", "crashed", "restarting", "starting")
 SHUTDOWN_WAIT_S = 120.0  # how long `down` waits for running operations
 
 
@@ -100,7 +99,7 @@ class Daemon:
                 continue
             count = sum(
                 1
-                for i in self.ctx.state.instances(svc["name"], CONVERGE_STATES)
+                for i in self.ctx.state.instances(svc["name"], OF_RELEASE)
                 if i.release == svc["current_release"]
             )
             if count >= svc["desired_instances"]:

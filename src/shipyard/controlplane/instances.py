@@ -17,7 +17,7 @@ from typing import Any
 
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.routing import allocate_port, external_host, sync_routes
-from shipyard.controlplane.state import Instance
+from shipyard.controlplane.state import OF_RELEASE, Instance
 from shipyard.drivers.local.process import handles_with_env, tail
 from shipyard.errors import EdgeError
 from shipyard.observe.health import Probe
@@ -27,9 +27,6 @@ from shipyard.run.runtime import ProcessHandle, ProcessSpec
 BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR")
 WORKER_SETTLE_S = 2.0
 EDGE_UP_TIMEOUT_S = 15.0
-# States an instance of the release being replaced can be in when it is stopped; only the
-# routed ones (running, draining) are drained first.
-DRAINABLE = ("running", "crashed", "restarting", "starting")
 
 
 @dataclass(frozen=True)
@@ -266,7 +263,7 @@ def drain_and_stop(
                 )  # fmt: skip
     finally:
         for inst in instances:
-            ctx.state.transition(inst.id, (*DRAINABLE, "draining"), state="stopping")
+            ctx.state.transition(inst.id, (*OF_RELEASE, "draining"), state="stopping")
         sync_quietly(ctx, emit)
         stop_all(ctx, instances, float(spec.get("max_shutdown_delay_seconds", 30)))
     emit(f"stopped {', '.join(i.id for i in instances)}", "info")

@@ -26,7 +26,7 @@ from shipyard.controlplane.instances import (
     wait_healthy,
 )
 from shipyard.controlplane.routing import sync_routes
-from shipyard.controlplane.state import Instance
+from shipyard.controlplane.state import OF_RELEASE, Instance
 from shipyard.errors import BuildFailed, DeployFailed, EdgeError, ShipyardError
 from shipyard.release.retention import releases_to_prune
 from shipyard.release.store import release_paths
@@ -40,10 +40,6 @@ RELEASE_MARKER = "SHIPYARD_RELEASE"
 
 def release_marker(service: str, number: int) -> str:
     return f"{service}/{number}"
-
-
-# Instances that belong to the release being replaced (any state but stopped/failed).
-REPLACEABLE = ("running", "crashed", "restarting", "starting")
 
 
 @dataclass(frozen=True)
@@ -173,7 +169,7 @@ def rollout(
     svc = ctx.state.service(name)  # the live row: restored as-is if the switch fails
     spec = json.loads(release["spec_json"])
     desired = target_count(svc, spec, from_blueprint)
-    old = ctx.state.instances(name, states=REPLACEABLE)
+    old = ctx.state.instances(name, states=OF_RELEASE)
     ctx.state.set_release_status(name, number, "deploying")
     emit(f"release {number}: starting {desired} instance(s) beside {len(old)} running", "info")
     new_svc = {**svc, "spec_json": release["spec_json"]}

@@ -15,7 +15,7 @@ import logging
 import threading
 from typing import Any
 
-from shipyard.controlplane.context import Context
+from shipyard.controlplane.context import Context, log_emitter
 from shipyard.controlplane.instances import drain_and_stop, handle_of, stop_all
 from shipyard.controlplane.pipeline import RELEASE_MARKER, release_marker
 from shipyard.controlplane.routing import desired_table
@@ -103,7 +103,7 @@ def _drain_in_parallel(ctx: Context, instances: list[Instance]) -> None:
 
     def finish(svc: dict[str, Any], group: list[Instance]) -> None:
         log.info("finishing the drain of %s", ", ".join(i.id for i in group))
-        drain_and_stop(ctx, svc, group, lambda m, lvl: log.info("%s", m))
+        drain_and_stop(ctx, svc, group, log_emitter(log))
 
     threads = [
         threading.Thread(target=finish, args=(ctx.state.service(name), group), daemon=True)

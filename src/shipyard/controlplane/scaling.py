@@ -14,10 +14,8 @@ from shipyard.controlplane.instances import (
     wait_edge_up,
     wait_healthy,
 )
-from shipyard.controlplane.state import Instance
+from shipyard.controlplane.state import OF_RELEASE, Instance
 from shipyard.errors import DeployFailed, ShipyardError
-
-COUNTED = ("running", "crashed", "restarting", "starting")
 
 
 def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: bool) -> None:
@@ -25,7 +23,7 @@ def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: boo
     release = ctx.state.release(service, svc["current_release"])
     current = [
         i
-        for i in ctx.state.instances(service, states=COUNTED)
+        for i in ctx.state.instances(service, states=OF_RELEASE)
         if i.release == svc["current_release"]
     ]
     previous_desired = svc["desired_instances"]

@@ -12,7 +12,8 @@ from shipyard.errors import NotFound
 
 # Release statuses: building -> built -> deploying -> live -> superseded | rolled-back;
 # building -> build-failed; built/deploying -> failed.
-GOOD_RELEASE = ("live", "superseded", "rolled-back")
+# The instances that make up a release's presence: routed, or on their way (back) to it.
+OF_RELEASE = ("running", "crashed", "restarting", "starting")
 # Instance states. Only "running" and "draining" instances appear in the routing table.
 ACTIVE_INSTANCE = ("starting", "running", "draining", "crashed", "restarting", "stopping")
 

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from shipyard.controlplane.claims import Claims
-from shipyard.controlplane.context import Context
+from shipyard.controlplane.context import Context, log_emitter
 from shipyard.controlplane.instances import (
     drain_and_stop,
     handle_of,
@@ -118,7 +118,7 @@ class Supervisor:
         log.warning("stopping %s, left %s by an operation that failed", inst.id, inst.state)
         if inst.state == "draining":
             svc = self.ctx.state.service(inst.service)
-            drain_and_stop(self.ctx, svc, [inst], lambda m, lvl: log.info("%s", m))
+            drain_and_stop(self.ctx, svc, [inst], log_emitter(log))
             return
         self.ctx.state.transition(inst.id, LEFTOVER, state="stopping")
         sync_routes(self.ctx)
@@ -215,7 +215,7 @@ class Supervisor:
                 {**svc, "spec_json": release["spec_json"]},
                 [restarted],
                 timeout,
-                lambda m, lvl: log.info("%s", m),
+                log_emitter(log),
             )
             self._finish(restarted, ok=not failures)
         except Exception as exc:

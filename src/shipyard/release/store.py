@@ -10,7 +10,6 @@ spec snapshot and the encrypted env snapshot; the directory is never changed aft
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +36,3 @@ def release_paths(services_dir: Path, service: str, number: int) -> ReleasePaths
 
 def instance_log(services_dir: Path, service: str, instance_id: str) -> Path:
     return services_dir / service / "instances" / f"{instance_id}.log"
-
-
-def remove_release(paths: ReleasePaths) -> None:
-    shutil.rmtree(paths.dir, ignore_errors=True)

@@ -54,16 +54,26 @@ class ServerStats:
 
 
 class Router(Protocol):
-    """The edge, as the control plane sees it.
+    """The edge, as the control plane sees it (drivers/haproxy implements it).
 
     Contract: ``apply`` is idempotent and blocking; when it returns, the config file on disk and
-    the running proxy both match ``table`` (it writes the file first, then changes servers through
-    the runtime API, and reloads only when listeners or backends changed). It raises EdgeError
-    when the proxy cannot be brought to that state.
+    the running proxy both match ``table`` (file first, then the runtime API; a reload only when
+    listeners or backends changed). ``check`` changes nothing. Failures raise EdgeError.
     """
 
     def apply(self, table: RoutingTable) -> None: ...
 
+    def check(self, table: RoutingTable) -> None:
+        """Raise EdgeError if ``table`` could not be applied; changes nothing."""
+
+    def ensure_running(self, table: RoutingTable) -> None:
+        """Adopt the running proxy or start one, then apply ``table``."""
+
     def server_stats(self, backend: str, server: str) -> ServerStats | None: ...
 
-    def stop(self) -> None: ...
+    def old_workers(self) -> int:
+        """Workers still finishing requests after a reload (their stats are not visible)."""
+
+    def is_running(self) -> bool: ...
+
+    def stop(self, timeout: float = 10) -> None: ...
