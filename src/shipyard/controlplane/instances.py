@@ -73,15 +73,14 @@ def start_instance(
     """Start one instance of ``release`` (or restart ``existing`` on its port)."""
     name = svc["name"]
     spec = json.loads(release["spec_json"])
-    with ctx.port_lock:
-        if existing is None:
-            inst_id = f"{name}-r{release['number']}-{secrets.token_hex(3)}"
+    inst_id = existing.id if existing else f"{name}-r{release['number']}-{secrets.token_hex(3)}"
+    log_path = instance_log(ctx.settings.services_dir, name, inst_id)
+    if existing is None:
+        with ctx.port_lock:
             port = allocate_port(ctx)
-            log_path = instance_log(ctx.settings.services_dir, name, inst_id)
             ctx.state.add_instance(inst_id, name, release["number"], port, str(log_path))
-        else:
-            inst_id, port = existing.id, existing.port
-            log_path = instance_log(ctx.settings.services_dir, name, inst_id)
+    else:
+        port = existing.port
     try:
         env = {
             **base_env(),
@@ -137,10 +136,12 @@ def handle_of(inst: Instance) -> ProcessHandle:
 
 
 def wait_healthy(
-    ctx: Context, svc: dict[str, Any], instances: list[Instance], timeout_s: float, emit: Emit
+    ctx: Context, svc: dict[str, Any], instances: list[Instance], emit: Emit
 ) -> list[StartFailure]:
-    """Poll every instance until healthy, dead, or out of time. Returns the failures."""
+    """Poll every instance until healthy, dead, or out of time (the spec's
+    healthCheckTimeoutSeconds, else the default). Returns the failures."""
     spec = json.loads(svc["spec_json"])
+    timeout_s = float(spec.get("health_check_timeout_seconds") or ctx.settings.health_timeout_s)
     pending = {i.id: i for i in instances}
     failures: list[StartFailure] = []
     deadline = ctx.clock.monotonic() + timeout_s

@@ -61,7 +61,7 @@ async def follow_logs(
         return _instance_logs(ctx, service, release)
 
     for key, path in sources().items():
-        offsets[key] = (path, path.stat().st_size if path.exists() else 0)
+        offsets[key] = (path, _size(path))
     deadline = time.monotonic() + FOLLOW_MAX_S
     while time.monotonic() < deadline:
         for key, path in sources().items():

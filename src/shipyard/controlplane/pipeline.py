@@ -174,8 +174,7 @@ def rollout(
     emit(f"release {number}: starting {desired} instance(s) beside {len(old)} running", "info")
     new_svc = {**svc, "spec_json": release["spec_json"]}
     new = _start_all(ctx, svc, release, desired)
-    timeout = float(spec.get("health_check_timeout_seconds") or ctx.settings.health_timeout_s)
-    failures = wait_healthy(ctx, new_svc, new, timeout, emit)
+    failures = wait_healthy(ctx, new_svc, new, emit)
     if failures:
         abandon(ctx, new)
         reason = "; ".join(f.reason for f in failures)

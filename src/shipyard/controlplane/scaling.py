@@ -3,8 +3,6 @@ extra ones, always of the live release."""
 
 from __future__ import annotations
 
-import json
-
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.instances import (
     abandon,
@@ -37,11 +35,7 @@ def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: boo
             if persist:
                 ctx.state.set_desired(service, previous_desired)
             raise
-        timeout = float(
-            json.loads(release["spec_json"]).get("health_check_timeout_seconds")
-            or ctx.settings.health_timeout_s
-        )
-        failures = wait_healthy(ctx, svc, new, timeout, emit)
+        failures = wait_healthy(ctx, svc, new, emit)
         if failures:
             abandon(ctx, new)
             if persist:

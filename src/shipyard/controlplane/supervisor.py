@@ -10,7 +10,6 @@ half-way, so transient errors heal without a daemon restart.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
@@ -206,16 +205,8 @@ class Supervisor:
                 return
             release = self.ctx.state.release(inst.service, inst.release)
             svc = self.ctx.state.service(inst.service)
-            timeout = float(
-                json.loads(release["spec_json"]).get("health_check_timeout_seconds")
-                or self.ctx.settings.health_timeout_s
-            )
             failures = wait_healthy(
-                self.ctx,
-                {**svc, "spec_json": release["spec_json"]},
-                [restarted],
-                timeout,
-                log_emitter(log),
+                self.ctx, {**svc, "spec_json": release["spec_json"]}, [restarted], log_emitter(log)
             )
             self._finish(restarted, ok=not failures)
         except Exception as exc:
