@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):/usr/sbin:$(PATH)
 
-.PHONY: install demo demo-down test unit integration lint bench clean
+.PHONY: install demo demo-down test unit integration lint hygiene bench clean
 
 $(BIN)/shipyard: pyproject.toml
 	scripts/install-system.sh
@@ -21,7 +21,8 @@ demo: install
 demo-down: install
 	$(BIN)/shipyard down
 
-test: install
+# pytest exits 5 when no test ran: that fails here like any other non-zero code.
+test: install hygiene lint
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider
 
 unit: install
@@ -33,7 +34,14 @@ integration: install
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy src
+	$(BIN)/mypy src tests bench
+
+# Nothing git ignores may be tracked (a venv, egg-info, build output).
+hygiene:
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  tracked=$$(git ls-files -ci --exclude-standard); \
+	  if [ -n "$$tracked" ]; then echo "tracked files that .gitignore ignores:"; \
+	    echo "$$tracked" | head -20; exit 1; fi; fi
 
 bench: install
 	$(BIN)/python bench/deploy_under_load.py

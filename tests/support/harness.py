@@ -169,7 +169,8 @@ def load(port: int, host: str, path: str = "/", workers: int = 4) -> Iterator[Lo
                     conn = None
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 ok, detail, version = False, repr(exc), ""
-                conn.close()
+                if conn is not None:
+                    conn.close()
                 conn = None
             with lock:
                 result.sent += 1

@@ -149,7 +149,7 @@ def test_instance_down_in_haproxy_for_a_minute_is_restarted(tmp_path: Path) -> N
     ctx, runtime, edge, clock = make_ctx(tmp_path)
     runtime.live.add(1)  # the process is alive, but hung
     status = {"value": "DOWN"}
-    edge.server_stats = lambda b, s: ServerStats(status["value"], 0, 0)  # type: ignore[method-assign]
+    edge.server_stats = lambda b, s: ServerStats(status["value"], 0, 0)  # type: ignore[method-assign,assignment]
     sup = Supervisor(ctx, Claims())
     sup.tick()
     clock.advance(30)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shipyard.build.builder import run_logged
+from shipyard.builds.builder import run_logged
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.instances import (
     abandon,
