@@ -166,7 +166,7 @@ def test_bad_build_keeps_current_release(shipyard: Shipyard, project: Project) -
         + web("delta", "v2").replace('echo "building delta v2"', 'echo "compiling..." && exit 7')
     )
     result = shipyard.cli("deploy", "-f", str(bp), "--wait")
-    assert result.code != 0
+    assert result.code == 10, result.text  # BuildFailed keeps its exit code through the operation
     assert "build command exited with code 7" in result.text
     assert "compiling..." in result.text
     assert_still_serves(shipyard, "delta", "v1")
@@ -191,7 +191,7 @@ def test_crash_on_start_fails_deploy_with_reason(shipyard: Shipyard, project: Pr
         )
     )
     result = shipyard.cli("deploy", "-f", str(bp), "--wait")
-    assert result.code != 0
+    assert result.code == 11, result.text  # DeployFailed
     assert "exited with code 3 before becoming healthy" in result.text
     assert "CRASH_ON_START" in result.text  # the app's own last log line is shown
     assert_still_serves(shipyard, "eps", "v1")
@@ -217,7 +217,7 @@ def test_never_healthy_fails_and_gets_no_traffic(shipyard: Shipyard, project: Pr
             name="shipyard.yaml",
         )
         out = shipyard.cli("deploy", "-f", str(bp), "--wait")
-    assert out.code != 0 and "did not become healthy within 3 s" in out.text
+    assert out.code == 11 and "did not become healthy within 3 s" in out.text
     assert "HTTP 503" in out.text
     assert result.failed == 0 and set(result.versions) == {"v1"}, result
     assert_still_serves(shipyard, "zeta", "v1")

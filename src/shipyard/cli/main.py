@@ -21,7 +21,7 @@ from shipyard.cli.output import (
     table,
 )
 from shipyard.client import Client
-from shipyard.errors import DaemonUnavailable, ShipyardError, UsageError
+from shipyard.errors import DaemonUnavailable, ShipyardError, UsageError, error_from_dict
 from shipyard.settings import Settings
 
 
@@ -138,8 +138,15 @@ def _wait_and_report(c: Client, op: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(final)
     if final["status"] != "succeeded":
+        # The operation's own error class decides the exit code (build failed: 10, deploy
+        # failed: 11, ...), so scripts can tell them apart.
         detail = final["error"] if as_json else failure_summary(final)
-        raise ShipyardError(f"Operation #{op['id']} failed: {detail}")
+        raise error_from_dict(
+            {
+                "code": final.get("error_code") or "error",
+                "msg": f"Operation #{op['id']} failed: {detail}",
+            }
+        )
     if not as_json:
         click.secho(f"Operation #{op['id']} succeeded.", fg="green")
 

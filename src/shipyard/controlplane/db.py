@@ -98,6 +98,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE releases ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: the error class of a failed operation (build_failed, deploy_failed, ...), so the CLI
+    # exits with that error's own code
+    """
+    ALTER TABLE deploys ADD COLUMN error_code TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

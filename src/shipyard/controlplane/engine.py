@@ -99,14 +99,16 @@ class Engine:
                 result = work()
                 failed = [n for n, r in result.items() if r.get("status") != "ok"]
                 error = "; ".join(f"{n}: {result[n].get('error', '')}" for n in failed)
+                code = str(result[failed[0]].get("code") or ShipyardError.code) if failed else ""
                 self.ctx.state.finish_deploy(
-                    deploy_id, "failed" if failed else "succeeded", error, result
+                    deploy_id, "failed" if failed else "succeeded", error, result, code
                 )
             except Exception as exc:  # report, never kill the daemon
                 log.exception("operation %s crashed", deploy_id)
                 msg = exc.message if isinstance(exc, ShipyardError) else f"internal error: {exc}"
+                code = exc.code if isinstance(exc, ShipyardError) else ShipyardError.code
                 self.ctx.state.add_event(deploy_id, msg, level="error")
-                self.ctx.state.finish_deploy(deploy_id, "failed", msg, {})
+                self.ctx.state.finish_deploy(deploy_id, "failed", msg, {}, code)
             finally:
                 self._free(services, deploy_id)
 
@@ -310,13 +312,13 @@ class Engine:
                 results[name] = {"status": "ok", "release": release["number"]}
             except ShipyardError as exc:
                 emit(exc.message, "error")
-                results[name] = {"status": "failed", "error": exc.message}
+                results[name] = {"status": "failed", "error": exc.message, "code": exc.code}
             except Exception as exc:  # a bug or an OS error: report it, go on with the others
                 log.exception("deploy of %s failed", name)
                 message = f"internal error: {type(exc).__name__}: {exc}"
                 emit(message, "error")
                 fail_unfinished_releases(self.ctx, name, message)
-                results[name] = {"status": "failed", "error": message}
+                results[name] = {"status": "failed", "error": message, "code": "error"}
         return results
 
     # rollback & scale --------------------------------------------------------------------
@@ -385,7 +387,7 @@ class Engine:
                 action()
             except ShipyardError as exc:
                 emit(exc.message, "error")
-                return {service: {"status": "failed", "error": exc.message}}
+                return {service: {"status": "failed", "error": exc.message, "code": exc.code}}
             return {service: {"status": "ok", **detail}}
 
         self._spawn(deploy_id, [service], work)

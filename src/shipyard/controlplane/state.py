@@ -276,12 +276,15 @@ class State:
         )
 
     def finish_deploy(
-        self, deploy_id: int, status: str, error: str, result: dict[str, Any]
+        self, deploy_id: int, status: str, error: str, result: dict[str, Any], code: str = ""
     ) -> None:
+        """``code``: the ShipyardError code of the first failure ("" when it succeeded)."""
         self.db.execute(
-            "UPDATE deploys SET status=?, error=?, finished_at=?, result_json=? WHERE id=?",
+            "UPDATE deploys SET status=?, error=?, error_code=?, finished_at=?, result_json=?"
+            " WHERE id=?",
             status,
             error,
+            code,
             self.clock.now(),
             json.dumps(result),
             deploy_id,

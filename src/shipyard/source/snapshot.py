@@ -61,30 +61,35 @@ def copy_tree(src: Path, dest: Path, exclude: Path | None = None) -> None:
 
 
 def git_checkout(repo: str, branch: str, dest: Path) -> GitInfo:
-    """Shallow-clone ``branch`` of ``repo`` into ``dest``; UsageError naming repo and branch."""
+    """Shallow-clone ``branch`` of ``repo`` into ``dest`` and return the commit that was cloned
+    (read from the clone itself: a push after the clone must not be recorded as built).
+    Failures raise UsageError naming the repository and the branch."""
     cmd = ["git", "clone", "--quiet", "--depth", "1", "--branch", branch, "--", repo, str(dest)]
+    _git(cmd, repo, branch, timeout=600)
+    commit = _git(["git", "-C", str(dest), "rev-parse", "HEAD"], repo, branch, timeout=30)
+    shutil.rmtree(dest / ".git", ignore_errors=True)
+    return GitInfo(commit=commit.strip(), branch=branch)
+
+
+def _git(cmd: list[str], repo: str, branch: str, *, timeout: float) -> str:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UsageError(f"git clone of {repo!r} (branch {branch!r}) failed: {exc}") from exc
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise UsageError(
+            f"git {cmd[1] if cmd[1] != '-C' else cmd[3]} of {repo!r} (branch {branch!r}) "
+            f"did not finish within {timeout:g} s",
+            fields={"repo": repo, "branch": branch},
+        ) from exc
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot run git for {repo!r} (branch {branch!r}): {exc.strerror or exc}; "
+            "is git installed?",
+            fields={"repo": repo, "branch": branch},
+        ) from exc
     if out.returncode != 0:
         detail = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "unknown error"
         raise UsageError(
             f"Cannot check out branch {branch!r} of repository {repo!r}: {detail}",
             fields={"repo": repo, "branch": branch},
         )
-    shutil.rmtree(dest / ".git", ignore_errors=True)
-    info = git_info_remote(repo, branch)
-    return info
-
-
-def git_info_remote(repo: str, branch: str) -> GitInfo:
-    out = subprocess.run(
-        ["git", "ls-remote", "--", repo, f"refs/heads/{branch}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    commit = out.stdout.split()[0] if out.returncode == 0 and out.stdout.strip() else ""
-    return GitInfo(commit=commit, branch=branch)
+    return out.stdout
