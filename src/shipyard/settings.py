@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipyard.errors import UsageError
+from shipyard.hostenv import HostEnv, base_python
 
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_API_PORT = 8787
@@ -26,7 +28,16 @@ class Settings:
     drain_timeout_s: float = 30.0
     health_interval_s: float = 0.25
     build_timeout_s: float = 1800.0
+    # What processes may see of the daemon's environment (CA and proxy settings), and where
+    # toolchains are looked for; never the daemon's environment itself.
+    host: HostEnv = field(default_factory=HostEnv)
+    # The base interpreter of Python services' virtualenvs.
+    python_bin: str = field(default_factory=base_python)
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def toolchains_dir(self) -> Path:
+        return self.home / "toolchains"
 
     @property
     def db_path(self) -> Path:
@@ -77,6 +88,16 @@ class Settings:
             api_port=_port(env, "SHIPYARD_API_PORT", DEFAULT_API_PORT),
             http_bind=env.get("SHIPYARD_HTTP_BIND", "127.0.0.1"),
             haproxy_bin=env.get("SHIPYARD_HAPROXY") or find_haproxy(env.get("PATH", "")),
+            host=HostEnv.capture(
+                env,
+                own_prefixes=(sys.prefix, env.get("VIRTUAL_ENV", "")),
+                extra_names=[
+                    n.strip()
+                    for n in env.get("SHIPYARD_BUILD_PASSTHROUGH", "").split(",")
+                    if n.strip() and not n.strip().startswith("SHIPYARD_")
+                ],
+            ),
+            python_bin=env.get("SHIPYARD_PYTHON") or base_python(),
         )
 
 

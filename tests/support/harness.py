@@ -45,7 +45,7 @@ class CLIResult:
 
 
 class Shipyard:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, extra_env: dict[str, str] | None = None) -> None:
         self.home = home
         self.http_port = free_port()
         self.api_port = free_port()
@@ -55,6 +55,7 @@ class Shipyard:
             "SHIPYARD_HTTP_PORT": str(self.http_port),
             "SHIPYARD_API_PORT": str(self.api_port),
             "PATH": f"{Path(sys.executable).parent}:/usr/sbin:{os.environ.get('PATH', '')}",
+            **(extra_env or {}),
         }
         self.settings = Settings.from_env(self.env)
 

@@ -8,23 +8,22 @@ requests finished (or the drain timeout passed).
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shipyard.builds.environment import compose_env, release_toolchain
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.routing import allocate_port, external_host, sync_routes
 from shipyard.controlplane.state import OF_RELEASE, Instance
 from shipyard.drivers.local.process import handles_with_env, tail
 from shipyard.errors import EdgeError
 from shipyard.observe.health import Probe
-from shipyard.release.store import instance_log, release_paths
+from shipyard.release.store import instance_log, release_paths, service_paths
 from shipyard.run.runtime import ProcessHandle, ProcessSpec
 
-BASE_ENV_KEYS = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR")
 WORKER_SETTLE_S = 2.0
 EDGE_UP_TIMEOUT_S = 15.0
 
@@ -40,13 +39,6 @@ class StartFailure:
         return f"{self.instance}: {self.reason}" + (
             f"\n  last log lines:\n{lines}" if lines else ""
         )
-
-
-def base_env() -> dict[str, str]:
-    env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.setdefault("LANG", "C.UTF-8")
-    return env
 
 
 def platform_env(ctx: Context, svc: dict[str, Any], release: dict[str, Any]) -> dict[str, str]:
@@ -67,6 +59,25 @@ def platform_env(ctx: Context, svc: dict[str, Any], release: dict[str, Any]) -> 
     return env
 
 
+def runtime_env(
+    ctx: Context, svc: dict[str, Any], release: dict[str, Any], platform: dict[str, str]
+) -> dict[str, str]:
+    """The environment of a pre-deploy command or an instance of ``release``: built from
+    scratch, the service's runtime HOME, the release's own toolchain (a Python release's
+    virtualenv), its env snapshot and the platform variables."""
+    spec = json.loads(release["spec_json"])
+    paths = service_paths(ctx.settings.services_dir, svc["name"]).ensure()
+    venv = release_paths(ctx.settings.services_dir, svc["name"], release["number"]).venv
+    return compose_env(
+        host=ctx.settings.host,
+        home=paths.home,
+        tmp=paths.tmp,
+        toolchain=release_toolchain(str(spec.get("runtime", "")), venv, ctx.settings.host),
+        service_env=ctx.box.decrypt_env(release["env_enc"]),
+        platform_env={**platform_env(ctx, svc, release), **platform},
+    )
+
+
 def start_instance(
     ctx: Context, svc: dict[str, Any], release: dict[str, Any], existing: Instance | None = None
 ) -> Instance:
@@ -82,13 +93,7 @@ def start_instance(
     else:
         port = existing.port
     try:
-        env = {
-            **base_env(),
-            **ctx.box.decrypt_env(release["env_enc"]),
-            **platform_env(ctx, svc, release),
-            "PORT": str(port),
-            "RENDER_INSTANCE_ID": inst_id,
-        }
+        env = runtime_env(ctx, svc, release, {"PORT": str(port), "RENDER_INSTANCE_ID": inst_id})
         workdir = release_paths(ctx.settings.services_dir, name, release["number"]).workdir(
             spec.get("root_dir", "")
         )

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.builds.builder import run_logged
+from shipyard.builds.environment import compose_env, release_toolchain
+from shipyard.builds.python import create_venv
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.instances import (
     abandon,
-    base_env,
     drain_and_stop,
     platform_env,
+    runtime_env,
     start_many,
     sync_quietly,
     wait_edge_up,
@@ -29,7 +31,7 @@ from shipyard.controlplane.routing import sync_routes
 from shipyard.controlplane.state import OF_RELEASE, Instance
 from shipyard.errors import BuildFailed, DeployFailed, EdgeError, ShipyardError
 from shipyard.release.retention import releases_to_prune
-from shipyard.release.store import release_paths
+from shipyard.release.store import release_paths, service_paths
 from shipyard.source.snapshot import GitInfo, copy_tree
 
 PRE_DEPLOY_TIMEOUT_S = 1800.0
@@ -79,17 +81,31 @@ def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -
         reason = f"rootDir {req.spec.get('root_dir')!r} does not exist in {req.source_label}"
         ctx.state.set_release_status(req.service, number, "build-failed", reason)
         raise BuildFailed(f"{req.service}: {reason}", fields={"service": req.service})
+    runtime = str(req.spec.get("runtime", ""))
+    if runtime == "python":
+        emit(f"release {number}: creating its virtualenv", "info")
+        try:
+            create_venv(paths.venv, ctx.settings.python_bin, ctx.settings.toolchains_dir)
+        except BuildFailed as exc:
+            ctx.state.set_release_status(req.service, number, "build-failed", exc.message)
+            raise
     command = req.spec.get("build_command")
     if command:
         emit(f"release {number}: building ({command})", "info")
         svc = ctx.state.service(req.service)
-        env = {
-            **base_env(),
-            **req.env,
-            **platform_env(ctx, svc, release),
-            "CI": "true",
-            RELEASE_MARKER: release_marker(req.service, number),
-        }
+        home = service_paths(ctx.settings.services_dir, req.service).ensure()
+        env = compose_env(
+            host=ctx.settings.host,
+            home=home.build_home,
+            tmp=home.build_tmp,
+            toolchain=release_toolchain(runtime, paths.venv, ctx.settings.host),
+            service_env=req.env,
+            platform_env={
+                **platform_env(ctx, svc, release),
+                "CI": "true",
+                RELEASE_MARKER: release_marker(req.service, number),
+            },
+        )
         result = run_logged(
             ctx.runtime,
             label="build",
@@ -125,12 +141,7 @@ def run_pre_deploy(ctx: Context, release: dict[str, Any], emit: Emit) -> None:
     paths = release_paths(ctx.settings.services_dir, name, number)
     emit(f"release {number}: running preDeployCommand ({command})", "info")
     svc = ctx.state.service(name)
-    env = {
-        **base_env(),
-        **ctx.box.decrypt_env(release["env_enc"]),
-        **platform_env(ctx, svc, release),
-        RELEASE_MARKER: release_marker(name, number),
-    }
+    env = runtime_env(ctx, svc, release, {RELEASE_MARKER: release_marker(name, number)})
     result = run_logged(
         ctx.runtime,
         label="pre-deploy",
@@ -212,9 +223,9 @@ def prune_releases(ctx: Context, service: str) -> None:
     current = ctx.state.service(service)["current_release"]
     for number in releases_to_prune(ctx.state.releases(service), current):
         ctx.state.mark_pruned(service, number)  # first: never "deployable" without an artifact
-        shutil.rmtree(
-            release_paths(ctx.settings.services_dir, service, number).app, ignore_errors=True
-        )
+        paths = release_paths(ctx.settings.services_dir, service, number)
+        shutil.rmtree(paths.app, ignore_errors=True)
+        shutil.rmtree(paths.venv, ignore_errors=True)
 
 
 def _start_all(
