@@ -12,9 +12,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
-from shipyard.drivers.local import ExitStatus, LocalProcesses, ProcessHandle, ProcessSpec, tail
+from shipyard.clock import FakeClock
+from shipyard.drivers.local import (
+    ExitStatus,
+    LocalProcesses,
+    ProcessHandle,
+    ProcessSpec,
+    handles_with_env,
+    tail,
+)
 from shipyard.errors import RuntimeFailure
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
@@ -249,3 +258,113 @@ def test_a_handle_without_a_pid_never_signals_our_own_group() -> None:
         assert not procs.alive(handle)
         assert not procs.stop(handle, grace_s=0.1).running  # and we are still here
         assert procs.ports_listening(handle) == set()
+
+
+def stat_field_22(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+def test_start_time_is_the_stored_quantity(procs: LocalProcesses, tmp_path: Path) -> None:
+    """Handles in existing state databases hold /proc/<pid>/stat field 22 (clock ticks)."""
+    handle = procs.start(spec(tmp_path, "exec sleep 30"))
+    assert handle.start_time == stat_field_22(handle.pid)
+    proc = psutil.Process(handle.pid)  # the same instant as psutil sees it, within a second
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    assert abs(handle.start_time / ticks_per_s + psutil.boot_time() - proc.create_time()) <= 1.5
+    # A stored handle (a JSON round trip) is re-adopted by a fresh object.
+    stored = ProcessHandle(**json.loads(json.dumps(handle.__dict__)))
+    assert LocalProcesses().alive(stored)
+
+
+def test_unreaped_zombie_counts_as_gone(procs: LocalProcesses, tmp_path: Path) -> None:
+    handle = procs.start(spec(tmp_path, "exec sleep 30", SHIPYARD_TEST_MARK="zombie"))
+    os.kill(handle.pid, signal.SIGKILL)  # procs does not reap it until asked: a zombie
+    assert wait_until(lambda: psutil.Process(handle.pid).status() == psutil.STATUS_ZOMBIE)
+    adopter = LocalProcesses()
+    assert adopter.status(handle) == ExitStatus(running=False, exit_code=None, signal=None)
+    assert adopter.ports_listening(handle) == set()
+    assert adopter.find("SHIPYARD_TEST_MARK", "zombie") == []
+    assert procs.status(handle).signal == signal.SIGKILL  # the parent reaps it and learns why
+
+
+def test_find_by_marker(procs: LocalProcesses, tmp_path: Path) -> None:
+    mark = f"t{os.getpid()}-{time.monotonic_ns()}"
+    leader = procs.start(spec(tmp_path, "sleep 30 & wait", SHIPYARD_TEST_MARK=mark))
+    other = procs.start(spec(tmp_path, "exec sleep 30", SHIPYARD_TEST_MARK=mark + "x"))
+    # The leader and its child share the env; both are found, each with its own start time.
+    assert wait_until(lambda: len(procs.find("SHIPYARD_TEST_MARK", mark)) == 2)
+    found = procs.find("SHIPYARD_TEST_MARK", mark)
+    assert leader in found
+    assert other not in found  # exact value, not a prefix
+    assert all(h.start_time == stat_field_22(h.pid) for h in found)
+    assert handles_with_env("SHIPYARD_TEST_MARK", mark) == found  # the module-level spelling
+    assert procs.find("SHIPYARD_TEST_MAR", mark) == []  # exact key
+    assert procs.find("SHIPYARD_TEST_MARK", "nobody") == []
+    procs.stop(leader, grace_s=1)
+    assert wait_until(lambda: procs.find("SHIPYARD_TEST_MARK", mark) == [])
+    assert [h.pid for h in procs.find("SHIPYARD_TEST_MARK", mark + "x")] == [other.pid]
+
+
+def test_tail_method(tmp_path: Path) -> None:
+    lp = LocalProcesses()
+    log = tmp_path / "a.log"
+    log.write_text("one\ntwo\r\nthree\n")
+    assert lp.tail(log, 2) == ["two", "three"]
+    assert lp.tail(log, 0) == []
+    assert lp.tail(tmp_path / "missing.log", 5) == []
+    with pytest.raises(RuntimeFailure, match="cannot read log file"):
+        lp.tail(tmp_path, 5)  # a directory: exists, but is no readable log
+
+
+def test_signal_group_not_permitted_raises(
+    procs: LocalProcesses, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = procs.start(spec(tmp_path, "exec sleep 30"))
+
+    def refuse(pgid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "killpg", refuse)
+    with pytest.raises(RuntimeFailure, match="not permitted"):
+        procs.signal_group(handle, signal.SIGTERM)
+    monkeypatch.undo()
+    assert procs.alive(handle)
+
+
+def test_timeouts_run_on_the_injected_clock(tmp_path: Path) -> None:
+    """With a FakeClock, run's timeout and stop's grace cost no real time (poll_until)."""
+    lp = LocalProcesses(clock=FakeClock())
+    t0 = time.monotonic()
+    assert lp.run(spec(tmp_path, "sleep 30"), timeout_s=600) == 124
+    s = spec(tmp_path, "trap '' TERM; echo ready; while :; do sleep 0.05; done")
+    handle = lp.start(s)
+    try:
+        wait_for_log(s.log_path, "ready")
+        lp.stop(handle, grace_s=100)  # TERM is ignored: escalates at once in real time
+        assert wait_until(lambda: not lp.alive(handle))
+        assert lp.status(handle).signal == signal.SIGKILL
+    finally:
+        lp.stop(handle, grace_s=0)
+    assert time.monotonic() - t0 < 3
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+def test_ports_listening_ipv6_and_several_members(procs: LocalProcesses, tmp_path: Path) -> None:
+    ports = []
+    for family, host in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):
+        with socket.socket(family) as sock:
+            sock.bind((host, 0))
+            ports.append(sock.getsockname()[1])
+    server = f"{sys.executable} -m http.server"
+    command = f"{server} --bind ::1 {ports[0]} & {server} --bind 127.0.0.1 {ports[1]} & wait"
+    handle = procs.start(spec(tmp_path, command))
+    assert wait_until(lambda: procs.ports_listening(handle) == set(ports), timeout=5)

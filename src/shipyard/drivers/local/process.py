@@ -1,6 +1,6 @@
 """Processes on this machine: the local runtime's only contact with the kernel.
 
-Contract:
+Implements :class:`shipyard.run.runtime.Runtime` (the per-method contracts are there). Here:
 
 * ``start`` launches ``/bin/bash -c <command>`` as the leader of a new session and process
   group, with exactly the given env and cwd, stdin from /dev/null and stdout+stderr appended to
@@ -9,13 +9,16 @@ Contract:
   them.
 * A :class:`ProcessHandle` is ``(pid, start_time)``, where ``start_time`` is field 22 of
   ``/proc/<pid>/stat``. A restarted daemon re-adopts an instance from its stored handle; a
-  recycled pid has another start time and is never mistaken for ours.
-* ``status``/``alive``/``signal_group``/``ports_listening`` never block. ``stop`` and ``run``
-  block for at most their grace/timeout (plus a short bounded wait after SIGKILL).
+  recycled pid has another start time and is never mistaken for ours. Zombies count as gone.
+* ``status``/``alive``/``signal_group``/``ports_listening``/``find``/``tail`` never block.
+  ``stop`` and ``run`` block for at most their grace/timeout (plus a short bounded wait after
+  SIGKILL).
 * Exit codes are known only for processes this object started (it reaps them with
   ``waitpid(WNOHANG)``); for adopted processes ``status`` reports only running / not running.
+* Process inspection (state, environment, group members, sockets) goes through psutil; the
+  only hand-read /proc field is the start time (see :func:`_start_ticks`).
 
-Failures to start raise :class:`~shipyard.errors.RuntimeFailure`.
+Failures raise :class:`~shipyard.errors.RuntimeFailure`.
 """
 
 from __future__ import annotations
@@ -25,45 +28,70 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.clock import Clock, SystemClock
+import psutil
+
+from shipyard.clock import Clock, SystemClock, poll_until, poll_while
 from shipyard.errors import RuntimeFailure
 from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 
 BASH = "/bin/bash"
 TIMEOUT_EXIT_CODE = 124
-_POLL_S = 0.02
+_POLL_S = 0.02  # stop(): how often to look whether the leader is gone
+_RUN_POLL_S, _RUN_POLL_MAX_S = 0.005, 0.1  # run(): first poll, doubling up to the cap
 _KILL_WAIT_S = 5.0  # how long to wait for the leader to vanish after SIGKILL
-_TCP_LISTEN = "0A"
+_DEAD = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
 RUNNING = ExitStatus(running=True, exit_code=None, signal=None)
 GONE = ExitStatus(running=False, exit_code=None, signal=None)
 
 
-@dataclass(frozen=True)
-class _ProcStat:
-    state: str
-    pgrp: int
-    start_time: int
+def _start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (starttime, clock ticks since boot); None if no such pid.
 
-
-def _read_stat(pid: int) -> _ProcStat | None:
-    """Parse /proc/<pid>/stat; None if the process does not exist."""
+    The one field still parsed by hand: ProcessHandle.start_time stores exactly this integer
+    (state databases hold it), and psutil only offers it as ``create_time()``, a float of epoch
+    seconds (ticks / CLK_TCK + boot time). Turning that back into ticks would depend on the
+    boot time, which psutil re-reads from /proc/stat and which moves when the wall clock is
+    stepped (and jitters by a second on some hosts): a live instance would look recycled.
+    """
     try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes().decode("utf-8", "replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:  # gone, or never existed
         return None
     # comm (field 2) is in parentheses and may itself contain spaces or ')'.
-    rest = raw[raw.rfind(")") + 2 :].split()
-    # rest[0] is field 3 (state), rest[2] field 5 (pgrp), rest[19] field 22 (starttime).
+    fields = raw[raw.rfind(b")") + 2 :].split()
     try:
-        return _ProcStat(state=rest[0], pgrp=int(rest[2]), start_time=int(rest[19]))
+        return int(fields[19])  # fields[0] is field 3 (state), so field 22 is fields[19]
     except (IndexError, ValueError):
         return None
+
+
+def _process(pid: int) -> psutil.Process | None:
+    """The live (not zombie) process ``pid``, or None."""
+    if pid <= 0:
+        return None
+    try:
+        proc = psutil.Process(pid)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    try:
+        if proc.status() in _DEAD:
+            return None
+    except psutil.NoSuchProcess:  # exited meanwhile (ZombieProcess is a NoSuchProcess too)
+        return None
+    except psutil.AccessDenied:
+        pass  # it exists, and /proc/<pid>/status is not readable to us: take it as live
+    return proc
+
+
+def _handle_alive(handle: ProcessHandle) -> bool:
+    """``handle`` names a live process: the pid exists, is no zombie and has the same start
+    time. The start time is read AFTER the state, so the state read belongs to the same
+    process (a pid recycled in between would show another start time)."""
+    return _process(handle.pid) is not None and _start_ticks(handle.pid) == handle.start_time
 
 
 def _status_from_returncode(returncode: int) -> ExitStatus:
@@ -86,12 +114,12 @@ class LocalProcesses:
     def start(self, spec: ProcessSpec) -> ProcessHandle:
         """Start ``spec.command`` in its own session; return its handle (does not wait)."""
         popen = self._spawn(spec)
-        stat = _read_stat(popen.pid)
-        if stat is None:  # cannot happen for an unreaped child, but never return a bad handle
+        ticks = _start_ticks(popen.pid)
+        if ticks is None:  # cannot happen for an unreaped child, but never return a bad handle
             popen.kill()
             popen.wait()
             raise RuntimeFailure(f"started {spec.command!r} but /proc/{popen.pid} is missing")
-        handle = ProcessHandle(pid=popen.pid, start_time=stat.start_time)
+        handle = ProcessHandle(pid=popen.pid, start_time=ticks)
         with self._lock:
             self._children[handle] = popen
         return handle
@@ -148,33 +176,57 @@ class LocalProcesses:
                 return final
         if handle.pid <= 1:
             return GONE  # never a process of ours (0 would mean "my own group" to killpg)
-        stat = _read_stat(handle.pid)
-        if stat is None or stat.start_time != handle.start_time or stat.state in ("Z", "X"):
-            return GONE
-        return RUNNING
+        return RUNNING if _handle_alive(handle) else GONE
 
     def alive(self, handle: ProcessHandle) -> bool:
         return self.status(handle).running
 
     def ports_listening(self, handle: ProcessHandle) -> set[int]:
-        """TCP ports in LISTEN state held by any process of the instance's group."""
+        """TCP ports (v4 and v6) in LISTEN state held by any live process of the instance's
+        group; members whose sockets we may not read are skipped."""
         if self._group_is_foreign(handle):
             return set()
-        inodes: set[str] = set()
-        for pid in _group_members(handle.pid):
-            inodes |= _socket_inodes(pid)
-        if not inodes:
-            return set()
-        return _listening_ports(inodes)
+        ports: set[int] = set()
+        for proc in _group_members(handle.pid):
+            try:
+                conns = proc.net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            ports |= {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr}
+        return ports
+
+    def find(self, marker_key: str, marker_value: str) -> list[ProcessHandle]:
+        """Live processes whose environment holds ``marker_key=marker_value`` (see
+        :func:`handles_with_env`)."""
+        return handles_with_env(marker_key, marker_value)
+
+    def tail(self, log_path: Path, lines: int) -> list[str]:
+        """The last ``lines`` lines of ``log_path`` ([] if it does not exist); RuntimeFailure
+        if it exists but cannot be read."""
+        try:
+            return tail(log_path, lines)
+        except OSError as exc:
+            raise RuntimeFailure(
+                f"cannot read log file {log_path}: {exc.strerror or exc}",
+                fields={"log_path": str(log_path)},
+            ) from exc
 
     # -- signalling and stopping ---------------------------------------------------------------
 
     def signal_group(self, handle: ProcessHandle, sig: int) -> None:
-        """killpg(pid, sig); a vanished group is not an error."""
+        """killpg(pid, sig); a vanished or recycled group is not an error (nothing is sent).
+        RuntimeFailure if no member of the group may be signalled by us (EPERM)."""
         if self._group_is_foreign(handle):
             return
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.killpg(handle.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:
+            raise RuntimeFailure(
+                f"not permitted to signal process group {handle.pid}",
+                fields={"pid": handle.pid},
+            ) from exc
 
     def stop(self, handle: ProcessHandle, grace_s: float) -> ExitStatus:
         """SIGTERM the group, wait up to ``grace_s`` for the leader, then SIGKILL the group.
@@ -189,12 +241,13 @@ class LocalProcesses:
         return self.status(handle)
 
     def _wait_gone(self, handle: ProcessHandle, timeout_s: float) -> bool:
-        deadline = self._clock.monotonic() + timeout_s
-        while self.alive(handle):
-            if self._clock.monotonic() >= deadline:
-                return False
-            self._clock.sleep(_POLL_S)
-        return True
+        gone = poll_until(
+            self._clock,
+            lambda: not self.alive(handle),
+            timeout_s=timeout_s,
+            interval_s=_POLL_S,
+        )
+        return gone is not None
 
     def _group_is_foreign(self, handle: ProcessHandle) -> bool:
         """True if ``handle.pid`` now names another process (the pid was recycled), or is no
@@ -208,8 +261,8 @@ class LocalProcesses:
         with self._lock:
             if handle in self._children:
                 return False  # unreaped child: the pid is still ours
-        stat = _read_stat(handle.pid)
-        return stat is not None and stat.start_time != handle.start_time
+        ticks = _start_ticks(handle.pid)
+        return ticks is not None and ticks != handle.start_time
 
     # -- blocking commands -------------------------------------------------------------------
 
@@ -221,15 +274,19 @@ class LocalProcesses:
         Processes the command left behind in its group are killed when it finishes.
         """
         popen = self._spawn(spec)
-        deadline = self._clock.monotonic() + timeout_s
-        delay = 0.005
-        while (returncode := popen.poll()) is None:
-            if self._clock.monotonic() >= deadline:
-                self._kill_run(popen)
-                _append_line(spec.log_path, f"shipyard: command timed out after {timeout_s:g} s")
-                return TIMEOUT_EXIT_CODE
-            self._clock.sleep(delay)
-            delay = min(delay * 2, 0.1)
+        returncode = poll_while(
+            self._clock,
+            popen.poll,
+            lambda rc: rc is None,
+            timeout_s=timeout_s,
+            interval_s=_RUN_POLL_S,
+            backoff=2.0,
+            max_interval_s=_RUN_POLL_MAX_S,
+        )
+        if returncode is None:
+            self._kill_run(popen)
+            _append_line(spec.log_path, f"shipyard: command timed out after {timeout_s:g} s")
+            return TIMEOUT_EXIT_CODE
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGKILL)  # leftovers; the pgid is not reusable yet
         return 128 - returncode if returncode < 0 else returncode
@@ -251,65 +308,41 @@ def _append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
-def _all_pids() -> Iterator[int]:
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            yield int(entry.name)
-
-
-def _group_members(pgid: int) -> list[int]:
+def _group_members(pgid: int) -> list[psutil.Process]:
+    """The live processes of process group ``pgid``."""
     members = []
-    for pid in _all_pids():
-        stat = _read_stat(pid)
-        if stat is not None and stat.pgrp == pgid and stat.state not in ("Z", "X"):
-            members.append(pid)
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) != pgid:
+                continue
+        except OSError:  # exited meanwhile
+            continue
+        proc = _process(pid)
+        if proc is not None:
+            members.append(proc)
     return members
 
 
-def _socket_inodes(pid: int) -> set[str]:
-    inodes: set[str] = set()
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return inodes
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
-
-
-def _listening_ports(inodes: set[str]) -> set[int]:
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            if len(cols) > 9 and cols[3] == _TCP_LISTEN and cols[9] in inodes:
-                ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
 def handles_with_env(key: str, value: str) -> list[ProcessHandle]:
-    """Processes whose environment holds ``key=value``: finds what was started but never
-    recorded (the daemon died between spawning a process and writing its pid)."""
-    needle = f"{key}={value}".encode()
+    """Live processes whose environment holds ``key=value``, by pid: finds what was started
+    but never recorded (the daemon died between spawning a process and writing its pid).
+
+    Processes whose environment we may not read (other users'), zombies and processes that
+    exit during the scan are skipped. Never raises for a process that vanishes.
+    """
     found = []
-    for pid in _all_pids():
+    for pid in psutil.pids():
         try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
+            proc = psutil.Process(pid)
+            if proc.environ().get(key) != value:
+                continue
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # NoSuchProcess covers zombies
             continue
-        if needle in environ.split(b"\0"):
-            stat = _read_stat(pid)
-            if stat is not None:
-                found.append(ProcessHandle(pid=pid, start_time=stat.start_time))
+        ticks = _start_ticks(pid)
+        # is_running() re-checks psutil's own identity (pid + start time) AFTER the ticks were
+        # read: the environment and the ticks then belong to one process, not a recycled pid.
+        if ticks is not None and proc.is_running():
+            found.append(ProcessHandle(pid=pid, start_time=ticks))
     return found
 
 
