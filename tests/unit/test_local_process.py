@@ -25,6 +25,7 @@ from shipyard.drivers.local import (
     tail,
 )
 from shipyard.errors import RuntimeFailure
+from shipyard.run.runtime import Runtime
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -368,3 +369,9 @@ def test_ports_listening_ipv6_and_several_members(procs: LocalProcesses, tmp_pat
     command = f"{server} --bind ::1 {ports[0]} & {server} --bind 127.0.0.1 {ports[1]} & wait"
     handle = procs.start(spec(tmp_path, command))
     assert wait_until(lambda: procs.ports_listening(handle) == set(ports), timeout=5)
+
+
+def test_local_processes_is_a_runtime() -> None:
+    runtime: Runtime = LocalProcesses()  # mypy checks the protocol; this checks the names
+    for name in ("start", "status", "alive", "stop", "run", "ports_listening", "find", "tail"):
+        assert callable(getattr(runtime, name))

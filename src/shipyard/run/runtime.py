@@ -1,8 +1,16 @@
 """The Runtime protocol: how stages start, watch and stop processes (drivers/local implements it).
 
-Contract: every method returns quickly except ``stop`` (blocks up to ``grace_s``) and ``run``
-(blocks until the command exits or times out). Processes started by ``start`` outlive the caller
-and are identified by (pid, start_time), so a recycled pid is never mistaken for an instance.
+Contract shared by every method:
+
+* Processes started by ``start`` outlive the caller (and the daemon) and are identified by a
+  :class:`ProcessHandle` ``(pid, start_time)``, so a recycled pid is never mistaken for an
+  instance: a handle whose pid now names another process is simply gone. Handles are plain
+  data, stored in the state database and valid across daemon restarts.
+* Only ``stop`` (up to ``grace_s`` plus a short bounded wait after SIGKILL) and ``run`` (until
+  the command exits, or ``timeout_s``) block; every other method returns quickly.
+* Failures the driver can name raise :class:`~shipyard.errors.RuntimeFailure`; a process that
+  vanished, exited or was never there is not a failure (it is reported as not running, or
+  there is nothing to do). Methods that only look are idempotent.
 """
 
 from __future__ import annotations
@@ -39,14 +47,57 @@ class ExitStatus:
 
 
 class Runtime(Protocol):
-    def start(self, spec: ProcessSpec) -> ProcessHandle: ...
+    def start(self, spec: ProcessSpec) -> ProcessHandle:
+        """Start ``spec.command`` in a new session and process group, with exactly
+        ``spec.env`` and ``spec.cwd``, stdout+stderr appended to ``spec.log_path``; return at
+        once with its handle (does not wait for readiness). Not idempotent: every call starts
+        a new process. Raises RuntimeFailure when the working directory is missing, the log
+        cannot be opened or the command cannot be executed; then nothing is left running."""
+        ...
 
-    def status(self, handle: ProcessHandle) -> ExitStatus: ...
+    def status(self, handle: ProcessHandle) -> ExitStatus:
+        """Running or not, without blocking; exit code / signal only when this runtime object
+        started (and reaped) the process, else None. Zombies, vanished and recycled pids are
+        not running. Never raises for any handle (including pid 0 or 1: never ours)."""
+        ...
 
-    def alive(self, handle: ProcessHandle) -> bool: ...
+    def alive(self, handle: ProcessHandle) -> bool:
+        """``status(handle).running``."""
+        ...
 
-    def stop(self, handle: ProcessHandle, grace_s: float) -> ExitStatus: ...
+    def stop(self, handle: ProcessHandle, grace_s: float) -> ExitStatus:
+        """SIGTERM the handle's process group, wait up to ``grace_s`` for the leader, SIGKILL
+        what is left; return the final status. Blocks up to ``grace_s`` plus a bounded wait
+        after SIGKILL. Idempotent: stopping a gone (or recycled) handle signals nothing and
+        returns its status. Raises RuntimeFailure only if the group may not be signalled."""
+        ...
 
-    def run(self, spec: ProcessSpec, timeout_s: float) -> int: ...
+    def run(self, spec: ProcessSpec, timeout_s: float) -> int:
+        """Run a command to completion with the isolation of ``start`` (builds, pre-deploy
+        commands); blocks until it exits or ``timeout_s`` passes. Returns its exit code
+        (128+N if killed by signal N; 124 on timeout, after killing its group and noting the
+        timeout in the log). Whatever it left running in its group is killed. Raises
+        RuntimeFailure when it cannot be started (as ``start``); a failing command is not an
+        error, its exit code says so."""
+        ...
 
-    def ports_listening(self, handle: ProcessHandle) -> set[int]: ...
+    def ports_listening(self, handle: ProcessHandle) -> set[int]:
+        """TCP ports in LISTEN state held by any live process of the handle's group (the app
+        may listen from a child of the leader). Empty for a gone or recycled handle. Never
+        blocks, never raises."""
+        ...
+
+    def find(self, marker_key: str, marker_value: str) -> list[ProcessHandle]:
+        """Live processes whose environment holds ``marker_key=marker_value``: what a daemon
+        that died between spawning a process and recording its pid left behind (instances
+        carry e.g. RENDER_INSTANCE_ID). Zombies, processes we may not inspect and those that
+        exit during the scan are left out. A scan of all processes, never blocks on them;
+        idempotent; never raises."""
+        ...
+
+    def tail(self, log_path: Path, lines: int) -> list[str]:
+        """The last ``lines`` lines of a log file written by ``start``/``run`` (without line
+        terminators; [] for ``lines <= 0``, a missing or an empty file). Reads only the end of
+        the file, however large. Raises RuntimeFailure if the file exists but cannot be
+        read."""
+        ...
