@@ -163,7 +163,7 @@ srv_check_port srv_check_addr srv_agent_addr srv_agent_port
 def test_parse_show_proc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime, "send", lambda *a, **k: SHOW_PROC)
     info = runtime.show_proc(Path("m.sock"))
-    assert info == runtime.ProcInfo(1162, 1, (1271,), (1233,))
+    assert info == runtime.ProcInfo(1162, 1, (1271,), (1233,), reloads=5)
 
 
 def test_parse_servers_state(monkeypatch: pytest.MonkeyPatch) -> None:
