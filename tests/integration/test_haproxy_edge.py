@@ -1,7 +1,9 @@
 """HAProxyEdge against a real HAProxy 2.6 and real HTTP backends.
 
 The tests share one HAProxy (module fixture) and run in file order, like a deploy would:
-start, add, reload, drain, delete, adopt, churn, stop.
+start, add, reload, drain, delete, adopt, churn, stop. Internal ports here are arbitrary
+(no port base), as today's control plane allocates them: a new port means a reload, which is
+what these tests exercise; test_haproxy_slots.py covers the reload-free paths.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ class Env:
     def worker(self) -> int:
         return runtime.worker_pid(self.opts.admin_socket)
 
-    def runtime_servers(self, backend: str) -> dict[str, runtime.RuntimeServer]:
-        return runtime.show_servers_state(self.opts.admin_socket, f"be_{backend}")
+    def runtime_servers(self, service: str) -> dict[str, runtime.RuntimeServer]:
+        slot = self.edge.layout().slots[service]
+        return runtime.show_servers_state(self.opts.admin_socket, slot)
 
     def get(self, host: str, path: str = "/") -> tuple[int, str]:
         return http_get(self.opts.http_port, path, host)
@@ -92,10 +95,11 @@ def test_add_server_at_runtime_goes_to_file_and_runtime(env: Env) -> None:
     assert seen == {"a1", "a2"}
 
 
-def test_reload_on_new_backend_forgets_no_server(env: Env) -> None:
-    worker = env.worker()
+def test_reload_on_new_port_forgets_no_server(env: Env) -> None:
+    worker, reloads = env.worker(), env.edge.reloads()
     env.edge.apply(env.table(env.server("a1"), env.server("a2"), other=True))
-    assert env.worker() != worker
+    assert env.worker() != worker  # the new internal port is outside the bound ranges
+    assert env.edge.reloads() == reloads + 1
     assert set(env.runtime_servers("app")) == {"a1", "a2"}
     assert set(env.runtime_servers("priv")) == {"p1"}
     assert {env.get("app.test")[1].split()[0] for _ in range(6)} == {"a1", "a2"}
@@ -106,9 +110,13 @@ def test_bad_config_never_replaces_a_good_one(env: Env) -> None:
     before = env.opts.config_path.read_text()
     bad = env.table(env.server("a1"), env.server("a2"), other=True)
     bad = RoutingTable((*bad.backends, Backend("broken", "http", 70000)))
-    with pytest.raises(EdgeError, match="rejected"):
+    with pytest.raises(EdgeError, match="rejected") as err:
         env.edge.apply(bad)
+    assert "invalid port '70000'" in err.value.message  # haproxy -c's own words
+    assert "[haproxy.cfg:" in err.value.message and str(env.opts.dir) not in err.value.message
     assert env.opts.config_path.read_text() == before
+    with pytest.raises(EdgeError, match="invalid port '70000'"):
+        env.edge.check(bad)
 
 
 def test_failed_reload_keeps_the_old_worker_and_file(env: Env) -> None:
@@ -122,6 +130,7 @@ def test_failed_reload_keeps_the_old_worker_and_file(env: Env) -> None:
             env.edge.apply(taken)
     assert env.opts.config_path.read_text() == before
     assert env.worker() == worker and env.get("app.test")[0] == 200
+    assert env.edge.layout().slots.keys() == {"app", "priv", "other"}
     env.edge.apply(good)  # the master accepts the next reload
     assert set(env.runtime_servers("app")) == {"a1", "a2"}
 
@@ -154,11 +163,13 @@ def test_delete_server(env: Env) -> None:
 
 
 def test_second_edge_adopts_the_running_master(env: Env) -> None:
-    master, worker = env.edge.master_pid(), env.worker()
+    master, worker, reloads = env.edge.master_pid(), env.worker(), env.edge.reloads()
     adopter = HAProxyEdge(env.opts, haproxy_bin=str(HAPROXY))
     adopter.ensure_running(env.table(env.server("a1"), other=True))
     assert adopter.master_pid() == master
     assert env.worker() == worker  # same config: adopted without a reload
+    assert adopter.reloads() == reloads
+    assert adopter.layout().slots == env.edge.layout().slots
     assert env.get("app.test") == (200, "a1 http\n")
 
 
@@ -183,7 +194,7 @@ def test_no_failed_request_while_servers_change_and_reload(env: Env) -> None:
         env.table(env.server("a1"), env.server("a2"), env.server("a3"), other=True),
         env.table(env.server("a1", "drain"), env.server("a2"), env.server("a3"), other=True),
         env.table(env.server("a2"), env.server("a3"), other=True),
-        env.table(env.server("a2"), env.server("a3")),  # removes a backend: reload
+        env.table(env.server("a2"), env.server("a3")),  # removes a service
         env.table(env.server("a1"), env.server("a3")),
     ]
     for table in steps:

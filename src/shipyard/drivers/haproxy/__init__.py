@@ -1,6 +1,7 @@
-"""The HAProxy edge driver: config rendering (pure), runtime API client, and the Router."""
+"""The HAProxy edge driver: layout and config rendering (pure), runtime API client, Router."""
 
 from shipyard.drivers.haproxy.config import EdgeOptions, render_config, server_args
 from shipyard.drivers.haproxy.edge import HAProxyEdge
+from shipyard.drivers.haproxy.layout import Layout
 
-__all__ = ["EdgeOptions", "HAProxyEdge", "render_config", "server_args"]
+__all__ = ["EdgeOptions", "HAProxyEdge", "Layout", "render_config", "server_args"]

@@ -1,28 +1,38 @@
-"""Render HAProxy 2.6 configuration from a RoutingTable. Pure: no I/O, golden-file tested.
+"""Render HAProxy 2.6 configuration from a RoutingTable and a Layout. Pure: no I/O, golden-file
+tested.
 
-Layout of the rendered file:
+Layout of the rendered file (see layout.py for slots and ports, view.py for the maps):
 
 - ``global``: admin stats socket (``expose-fd listeners`` so reloads hand listeners over
   without refusing connections), the server-state file and ``hard-stop-after`` so old workers
   left behind by a reload are bounded.
-- two named ``defaults`` sections, ``d_http`` and ``d_tcp``: HTTP-only options (forwardfor,
-  keep-alive, http-request timeout) would otherwise produce a warning for every TCP proxy.
-- ``fe_public``: routes by Host (lowercased, port stripped) to the backend owning it; any other
-  host gets a 404 text answer naming the host, never a private service.
-- per backend ``be_<name>`` plus an internal listener ``fe_int_<name>`` on 127.0.0.1.
+- named ``defaults``: ``d_http`` and ``d_tcp`` (HTTP-only options would otherwise warn for every
+  TCP proxy) and ``d_hchk``, ``d_http`` plus the HTTP health check whose path and Host header are
+  looked up per backend in ``health.map``/``checkhost.map`` (so changing them is a map change).
+- ``fe_public``: Host (lowercased, port stripped) -> slot through ``hosts.map``; a host not in
+  the map gets a 404 text answer naming it, never a private service.
+- ``fe_internal``: one TCP frontend binding every internal port (ranges) on 127.0.0.1; the
+  destination port picks the slot through ``ports.map`` (a TCP frontend may hand over to an
+  HTTP backend); a port not in the map is refused.
+- one ``backend`` line per slot (``be_c<N>``, ``be_h<N>``, ``be_t<N>``), with the servers of the
+  service owning it.
 
-Server lines are built by :func:`server_args`, which the runtime ``add server`` command uses
-too: dynamic servers do not inherit ``default-server``, so the file and the runtime must be
-given the same explicit parameters.
+The file does not grow a line per host: hosts, ports and health paths live in map files, which
+the edge writes beside the runtime ``add/set/del map`` change. Server lines are built by
+:func:`server_args`, which the runtime ``add server`` command uses too: dynamic servers do not
+inherit ``default-server``, so the file and the runtime must be given the same parameters.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.drivers.haproxy.layout import KINDS, Layout, Policy, slot_name
+from shipyard.drivers.haproxy.view import MAPS, MapName, render_map
 from shipyard.errors import EdgeError
 from shipyard.route.table import Backend, RoutingTable, Server
 
@@ -30,6 +40,10 @@ CHECK_PARAMS = "check inter 2s fall 3 rise 2"
 HARD_STOP_AFTER = "120s"
 SERVER_LINE_PREFIX = "    server "
 PUBLIC_FRONTEND = "fe_public"
+INTERNAL_FRONTEND = "fe_internal"
+NOT_FOUND_TEXT = "No service is routed for host '%[var(txn.host)]'.\\n"
+DEFAULTS_OF_KIND = {"c": "d_http", "h": "d_hchk", "t": "d_tcp"}
+CHECK_HOST_DEFAULT = "localhost"
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,21 @@ class EdgeOptions:
     http_bind: str = "127.0.0.1"
     http_port: int = 8080
     maxconn: int = 4096
+    # Internal ports: with a base, the region [base, limit) is bound in blocks with headroom
+    # (ports allocated upwards from the base need no reload); None binds exactly the ports used.
+    internal_port_base: int | None = None
+    internal_port_limit: int = 32768
+    internal_port_block: int = 64
+    pool_spare: int = 16  # spare backends kept per pool (and 25 % of the pool's use)
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            spare=self.pool_spare,
+            port_base=self.internal_port_base,
+            port_limit=self.internal_port_limit,
+            port_block=self.internal_port_block,
+        )
 
     @property
     def config_path(self) -> Path:
@@ -63,37 +92,63 @@ class EdgeOptions:
     def log_file(self) -> Path:
         return self.dir / "haproxy.log"
 
+    @property
+    def layout_file(self) -> Path:
+        return self.dir / "layout.json"
 
-def backend_name(service: str) -> str:
-    return f"be_{service}"
+    def map_path(self, name: MapName, map_dir: Path | None = None) -> Path:
+        return (map_dir or self.dir) / f"{name}.map"
 
 
-def internal_frontend_name(service: str) -> str:
-    return f"fe_int_{service}"
-
-
-def server_args(backend: Backend, server: Server) -> str:
+def server_args(backend: Backend | None, server: Server) -> str:
     """Everything after ``server <name>``: address, checks, weight and admin state.
 
     ``drain`` is ``weight 0`` (no new requests, established ones finish); ``maint`` is
-    ``disabled``. Health-check rules (httpchk) belong to the backend, so only ``check`` and its
-    timing are per server.
+    ``disabled``. Health-check rules belong to the backend (its defaults section), so only
+    ``check`` and its timing are per server.
     """
-    del backend  # same parameters for every mode today; kept so callers never have to change
+    del backend  # same parameters for every kind today; kept so callers never have to change
     weight = 0 if server.state == "drain" else 1
-    args = f"{server.address}:{server.port} {CHECK_PARAMS} weight {weight}"
+    args = f"{_hostport(server.address, server.port)} {CHECK_PARAMS} weight {weight}"
     if server.state == "maint":
         args += " disabled"
     return args
 
 
-def render_config(table: RoutingTable, opts: EdgeOptions) -> str:
-    """The whole haproxy.cfg for ``table``; raises EdgeError on values unsafe in a config."""
-    validate_table(table)
-    sections = [_global(opts), _defaults_http(), _defaults_tcp(), _public_frontend(table, opts)]
-    for backend in sorted(table.backends, key=lambda b: b.name):
-        sections.append(_internal_frontend(backend))
-        sections.append(_backend(backend))
+def render_config(
+    table: RoutingTable,
+    layout: Layout,
+    opts: EdgeOptions,
+    *,
+    map_dir: Path | None = None,
+    validate: bool = True,
+) -> str:
+    """The whole haproxy.cfg for ``table`` placed in ``layout``'s slots (maps under ``map_dir``,
+    default ``opts.dir``); raises EdgeError on values unsafe in a config (``validate=False``:
+    the caller has run validate_table and validate_options already)."""
+    if validate:
+        validate_table(table)
+        validate_options(opts)
+    missing = [b.name for b in table.backends if b.name not in layout.slots]
+    if missing:
+        raise EdgeError(f"no slot assigned to {', '.join(missing)}")
+    maps = {
+        name: opts.map_path(name, map_dir) for name in ("hosts", "ports", "health", "checkhost")
+    }
+    sections = [
+        _global(opts),
+        _defaults_http("d_http"),
+        _defaults_http("d_hchk") + _health_check(maps["health"], maps["checkhost"]),
+        _defaults_tcp(),
+        _public_frontend(opts, maps["hosts"]),
+    ]
+    if layout.port_ranges():
+        sections.append(_internal_frontend(layout, maps["ports"]))
+    by_slot = {layout.slots[b.name]: b for b in table.backends}
+    for kind in KINDS:
+        for index in range(layout.size(kind)):
+            slot = slot_name(kind, index)
+            sections.append(_backend(slot, DEFAULTS_OF_KIND[kind], by_slot.get(slot)))
     return "\n".join(sections)
 
 
@@ -101,6 +156,10 @@ def strip_servers(config: str) -> str:
     """The config without its server lines: if this differs, a reload is needed."""
     lines = config.splitlines(keepends=True)
     return "".join(line for line in lines if not line.startswith(SERVER_LINE_PREFIX))
+
+
+def render_maps(maps: Mapping[MapName, Mapping[str, str]]) -> dict[MapName, str]:
+    return {name: render_map(maps.get(name, {})) for name in MAPS}
 
 
 def _global(opts: EdgeOptions) -> str:
@@ -122,15 +181,16 @@ _COMMON_DEFAULTS = (
     "    timeout queue 30s\n"
     "    retries 3\n"
     "    option redispatch 1\n"
+    "    balance roundrobin\n"
     "    load-server-state-from-file global\n"
 )
 
 
-def _defaults_http() -> str:
+def _defaults_http(name: str) -> str:
     # Only conn-failure retries: other retry-on conditions buffer the request and would replay
     # non-idempotent methods.
     return (
-        "defaults d_http\n"
+        f"defaults {name}\n"
         "    mode http\n"
         f"{_COMMON_DEFAULTS}"
         "    timeout http-request 10s\n"
@@ -141,61 +201,61 @@ def _defaults_http() -> str:
     )
 
 
+def _health_check(health_map: Path, host_map: Path) -> str:
+    return (
+        "    option httpchk\n"
+        f"    http-check send meth GET uri-lf %[be_name,map({health_map},/)] ver HTTP/1.1"
+        f" hdr Host %[be_name,map({host_map},{CHECK_HOST_DEFAULT})]\n"
+        "    http-check expect status 200-399\n"
+    )
+
+
 def _defaults_tcp() -> str:
     return f"defaults d_tcp\n    mode tcp\n{_COMMON_DEFAULTS}"
 
 
-def _public_frontend(table: RoutingTable, opts: EdgeOptions) -> str:
-    lines = [
-        f"frontend {PUBLIC_FRONTEND} from d_http",
-        f"    bind {opts.http_bind}:{opts.http_port}",
-        "    http-request set-header X-Forwarded-Proto http",
-        "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
-    ]
-    public = [b for b in sorted(table.backends, key=lambda b: b.name) if b.public_hosts]
-    for backend in public:
-        hosts = " ".join(sorted({h.lower() for h in backend.public_hosts}))
-        lines.append(f"    acl host_{backend.name} var(txn.host) -m str {hosts}")
-    not_found = (
+def _public_frontend(opts: EdgeOptions, hosts: Path) -> str:
+    return (
+        f"frontend {PUBLIC_FRONTEND} from d_http\n"
+        f"    bind {opts.http_bind}:{opts.http_port}\n"
+        "    http-request set-header X-Forwarded-Proto http\n"
+        "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower\n"
         "    http-request return status 404 content-type text/plain"
-        " lf-string \"No service is routed for host '%[var(txn.host)]'.\\n\""
+        f' lf-string "{NOT_FOUND_TEXT}"'
+        f" if !{{ var(txn.host),map({hosts}) -m found }}\n"
+        f"    use_backend %[var(txn.host),map({hosts})]\n"
     )
-    if public:
-        known = " || ".join(f"host_{b.name}" for b in public)
-        not_found += f" unless {known}"
-    lines.append(not_found)
-    for backend in public:
-        lines.append(f"    use_backend {backend_name(backend.name)} if host_{backend.name}")
+
+
+def _internal_frontend(layout: Layout, ports: Path) -> str:
+    lines = [f"frontend {INTERNAL_FRONTEND} from d_tcp"]
+    for lo, hi in layout.port_ranges():
+        lines.append(f"    bind 127.0.0.1:{lo}" + (f"-{hi}" if hi > lo else ""))
+    lines += [
+        "    timeout http-request 10s",  # for the HTTP backends this frontend hands over to
+        f"    tcp-request connection reject if !{{ dst_port,map({ports}) -m found }}",
+        f"    use_backend %[dst_port,map({ports})]",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def _internal_frontend(backend: Backend) -> str:
-    return (
-        f"frontend {internal_frontend_name(backend.name)} from d_{backend.mode}\n"
-        f"    bind 127.0.0.1:{backend.internal_port}\n"
-        f"    default_backend {backend_name(backend.name)}\n"
-    )
-
-
-def _backend(backend: Backend) -> str:
-    lines = [
-        f"backend {backend_name(backend.name)} from d_{backend.mode}",
-        "    balance roundrobin",
-    ]
-    if backend.mode == "http" and backend.health_path:
-        send = f"    http-check send meth GET uri {backend.health_path}"
-        if backend.health_host:
-            send += f" hdr Host {backend.health_host}"
-        lines += ["    option httpchk", send, "    http-check expect status 200-399"]
-    for server in backend.servers:
+def _backend(slot: str, defaults: str, backend: Backend | None) -> str:
+    lines = [f"backend {slot} from {defaults}"]
+    for server in backend.servers if backend else ():
         lines.append(f"{SERVER_LINE_PREFIX}{server.name} {server_args(backend, server)}")
     return "\n".join(lines) + "\n"
+
+
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 _NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _HOST = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
 _PATH = re.compile(r"/[A-Za-z0-9._~!&()*+,;=:@%/?-]*")
-_ADDR = re.compile(r"[A-Za-z0-9.:_\[\]-]+")
+_SERVER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")  # HAProxy's own rule for proxy/server names
+_IPV4 = re.compile(r"(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2})){3}")
+_DIR = re.compile(r"/[A-Za-z0-9._/+@-]*")  # the edge dir appears unquoted in the config
 
 
 def validate_table(table: RoutingTable) -> None:
@@ -214,9 +274,34 @@ def validate_table(table: RoutingTable) -> None:
             _check(_PATH, backend.health_path, f"health path of {backend.name}")
         if backend.health_host:
             _check(_HOST, backend.health_host.lower(), f"health host of {backend.name}")
+        if backend.internal_port < 1:
+            raise EdgeError(f"invalid internal port of {backend.name}: {backend.internal_port}")
         for server in backend.servers:
-            _check(_ADDR, server.name, f"server name in {backend.name}")
-            _check(_ADDR, server.address, f"address of {backend.name}/{server.name}")
+            _check(_SERVER, server.name, f"server name in {backend.name}")
+            where = f"{backend.name}/{server.name}"
+            if not _is_ip(server.address):
+                raise EdgeError(
+                    f"invalid address of {where}: {server.address!r} (an IP address)",
+                    fields={"value": server.address},
+                )
+            if not 1 <= server.port <= 65535:
+                raise EdgeError(f"invalid port of {where}: {server.port}")
+
+
+def _is_ip(address: str) -> bool:
+    if _IPV4.fullmatch(address):
+        return all(int(part) <= 255 for part in address.split("."))
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_options(opts: EdgeOptions) -> None:
+    """The edge directory and the public listener go into the config unquoted."""
+    _check(_DIR, str(opts.dir), "edge directory (letters, digits and ._/+@- only)")
+    _check(_SERVER, opts.http_bind, "HTTP bind address")
 
 
 def _unique(values: Sequence[object], what: str) -> None:
