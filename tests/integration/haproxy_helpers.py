@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
+import random
 import socket
 import subprocess
 import sys
@@ -104,3 +106,113 @@ def http_get(port: int, path: str = "/", host: str = "x", timeout: float = 10.0)
         return resp.status, resp.read().decode()
     finally:
         conn.close()
+
+
+# Many tiny HTTP apps in one asyncio process: argv[1] is a JSON list of names; it binds one port
+# per name and prints {"name": port, ...}. Every answer is "<name> <X-Forwarded-Proto>\n";
+# /slow?s=N sleeps N seconds; /missing* is 404; /expect-host?h=H is 200 only if the request's
+# Host is H (421 otherwise: proves which Host header HAProxy's health checks send).
+MULTI_APP = r"""
+import asyncio, json, sys
+from urllib.parse import parse_qs, urlparse
+
+async def handle(reader, writer, name):
+    try:
+        while True:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            target = head[0].split(" ")[1]
+            headers = {}
+            for line in head[1:]:
+                key, _, value = line.partition(":")
+                if key:
+                    headers[key.strip().lower()] = value.strip()
+            if int(headers.get("content-length") or 0):
+                await reader.readexactly(int(headers["content-length"]))
+            url = urlparse(target)
+            query = parse_qs(url.query)
+            status = "200 OK"
+            if url.path == "/slow":
+                await asyncio.sleep(float(query.get("s", ["1"])[0]))
+            elif url.path.startswith("/missing"):
+                status = "404 Not Found"
+            elif url.path == "/expect-host" and headers.get("host") != query.get("h", [""])[0]:
+                status = "421 Misdirected Request"
+            body = f"{name} {headers.get('x-forwarded-proto', '-')}\n".encode()
+            close = headers.get("connection", "").lower() == "close"
+            extra = "Connection: close\r\n" if close else ""
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+            )
+            await writer.drain()
+            if close:
+                break
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, IndexError):
+        pass
+    finally:
+        writer.close()
+
+async def main():
+    ports = {}
+    for name in json.loads(sys.argv[1]):
+        server = await asyncio.start_server(
+            lambda r, w, n=name: handle(r, w, n), "127.0.0.1", 0, backlog=512
+        )
+        ports[name] = server.sockets[0].getsockname()[1]
+    print(json.dumps(ports), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@contextlib.contextmanager
+def multi_apps(names: list[str]) -> Iterator[dict[str, int]]:
+    """One process answering on one port per name; yields name -> port."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MULTI_APP, json.dumps(names)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        ports: dict[str, int] = json.loads(proc.stdout.readline())
+        yield ports
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def free_port_block(size: int, low: int = 20000, high: int = 30000) -> int:
+    """The first port of ``size`` consecutive ports nothing listens on (below the ephemeral
+    range, so no test process is handed one by the kernel meanwhile)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - size) // 64 * 64
+        if all(_bindable(port) for port in range(base, base + size)):
+            return base
+    raise RuntimeError(f"no {size} free consecutive ports in [{low}, {high})")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def connect_refused(port: int) -> bool:
+    """True if a connection to 127.0.0.1:``port`` is refused or dropped before any answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return sock.recv(100) == b""
+    except OSError:
+        return True
