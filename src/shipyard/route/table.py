@@ -53,27 +53,53 @@ class ServerStats:
         return self.scur == 0 and self.qcur == 0
 
 
+ServerKey = tuple[str, str]  # (service name, server name)
+
+
 class Router(Protocol):
     """The edge, as the control plane sees it (drivers/haproxy implements it).
 
-    Contract: ``apply`` is idempotent and blocking; when it returns, the config file on disk and
-    the running proxy both match ``table`` (file first, then the runtime API; a reload only when
-    listeners or backends changed). ``check`` changes nothing. Failures raise EdgeError.
+    Every method may be called from any thread; ``apply``, ``ensure_running`` and ``stop`` are
+    serialised with each other, the observation methods do not wait for them. Failures raise
+    EdgeError (a ShipyardError), never a foreign exception.
     """
 
-    def apply(self, table: RoutingTable) -> None: ...
+    def apply(self, table: RoutingTable) -> None:
+        """Make the edge route exactly ``table``. Idempotent and blocking: when it returns, the
+        config files on disk and the running proxy both match ``table`` (files first, then the
+        runtime API). Incremental: only what changed since the last successful apply is sent
+        and read back; after any failure the next call repairs everything. Adding or removing
+        a service, a server or a domain, or changing a health check path, needs no reload while
+        the edge has spare capacity; a reload (hitless) happens only when it runs out.
+        Raises EdgeError if the proxy is not running, rejects the table (the running proxy then
+        keeps its previous routes) or does not reach the table's state."""
 
     def check(self, table: RoutingTable) -> None:
-        """Raise EdgeError if ``table`` could not be applied; changes nothing."""
+        """Raise EdgeError if ``apply(table)`` would be refused (names, hosts, paths, and the
+        config through ``haproxy -c`` when the table needs a config change beyond servers and
+        maps; its messages are in the error). Changes nothing; fast (plan time)."""
 
     def ensure_running(self, table: RoutingTable) -> None:
-        """Adopt the running proxy or start one, then apply ``table``."""
+        """Adopt the running proxy (a restarted daemon finds it) or start one, then
+        ``apply(table)``. Idempotent and blocking. Raises EdgeError if it cannot start."""
 
-    def server_stats(self, backend: str, server: str) -> ServerStats | None: ...
+    def server_stats(self, backend: str, server: str) -> ServerStats | None:
+        """Stats of one server of service ``backend``; None if the edge has no such server.
+        One runtime query: prefer ``all_server_stats`` to look at many."""
+
+    def all_server_stats(self) -> dict[ServerKey, ServerStats]:
+        """Stats of every routed server, keyed by (service, server), from one runtime query.
+        Raises EdgeError if the proxy does not answer."""
 
     def old_workers(self) -> int:
         """Workers still finishing requests after a reload (their stats are not visible)."""
 
-    def is_running(self) -> bool: ...
+    def reloads(self) -> int:
+        """How many times the running proxy reloaded its config (failed attempts included).
+        Survives a daemon restart; starts over when the proxy itself is restarted."""
 
-    def stop(self, timeout: float = 10) -> None: ...
+    def is_running(self) -> bool:
+        """True if the edge proxy runs and answers. Never raises."""
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop the proxy: in-flight requests get ``timeout`` seconds. Idempotent."""
