@@ -231,13 +231,16 @@ class LocalProcesses:
     def stop(self, handle: ProcessHandle, grace_s: float) -> ExitStatus:
         """SIGTERM the group, wait up to ``grace_s`` for the leader, then SIGKILL the group.
 
-        After the leader is gone the group is SIGKILLed once more so no member survives.
+        After the leader is gone the group is SIGKILLed once more so no member survives, and
+        stop waits (bounded) until no live member is left: on return the group's ports and
+        files are released (a restart can bind the same port at once).
         """
         self.signal_group(handle, signal.SIGTERM)
         if not self._wait_gone(handle, grace_s):
             self.signal_group(handle, signal.SIGKILL)
             self._wait_gone(handle, _KILL_WAIT_S)
         self.signal_group(handle, signal.SIGKILL)
+        self._wait_group_gone(handle, _KILL_WAIT_S)
         return self.status(handle)
 
     def _wait_gone(self, handle: ProcessHandle, timeout_s: float) -> bool:
@@ -248,6 +251,18 @@ class LocalProcesses:
             interval_s=_POLL_S,
         )
         return gone is not None
+
+    def _wait_group_gone(self, handle: ProcessHandle, timeout_s: float) -> None:
+        """SIGKILL is asynchronous: a member may still be exiting (holding its sockets) when
+        killpg returns. Zombies do not count; they hold nothing but their pid."""
+        if self._group_is_foreign(handle):
+            return  # the group is empty already (or the handle names none)
+        poll_until(
+            self._clock,
+            lambda: not _group_members(handle.pid),
+            timeout_s=timeout_s,
+            interval_s=_POLL_S,
+        )
 
     def _group_is_foreign(self, handle: ProcessHandle) -> bool:
         """True if ``handle.pid`` now names another process (the pid was recycled), or is no
