@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge, runtime
+from shipyard.drivers.haproxy import edge as edge_module
 from shipyard.errors import EdgeError
 from shipyard.route.table import Backend, RoutingTable, Server
 from tests.integration.haproxy_helpers import AppProcess, backend_apps, free_port, http_get
@@ -132,6 +133,28 @@ def test_failed_reload_keeps_the_old_worker_and_file(env: Env) -> None:
     assert env.worker() == worker and env.get("app.test")[0] == 200
     assert env.edge.layout().slots.keys() == {"app", "priv", "other"}
     env.edge.apply(good)  # the master accepts the next reload
+    assert set(env.runtime_servers("app")) == {"a1", "a2"}
+
+
+def test_reload_failing_in_haproxy_restores_every_file(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = env.table(env.server("a1"), env.server("a2"), other=True)
+    files = [env.opts.config_path, env.opts.layout_file, env.opts.map_path("ports")]
+    before, worker = [f.read_text() for f in files], env.worker()
+    reloads = env.edge.reloads()
+    monkeypatch.setattr(edge_module, "bindable", lambda port: True)  # skip the pre-check
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = RoutingTable((*good.backends, Backend("taken", "http", busy.getsockname()[1])))
+        with pytest.raises(EdgeError, match="could not load"):
+            env.edge.apply(taken)
+    assert env.edge.reloads() == reloads + 1  # HAProxy tried, and failed
+    assert [f.read_text() for f in files] == before
+    assert env.worker() == worker and env.get("app.test")[0] == 200
+    assert "taken" not in env.edge.layout().slots
+    env.edge.apply(good)
     assert set(env.runtime_servers("app")) == {"a1", "a2"}
 
 
