@@ -8,7 +8,22 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter
 
+from shipyard.apimodels import (
+    DeployAccepted,
+    EventsPage,
+    EventView,
+    Health,
+    LogLines,
+    OperationView,
+    PlanView,
+    ReleaseView,
+    RollbackAccepted,
+    ScaleAccepted,
+    ServiceView,
+    ShutdownAccepted,
+)
 from shipyard.errors import DaemonUnavailable, ShipyardError, error_from_dict
 from shipyard.settings import Settings
 
@@ -48,14 +63,14 @@ class Client:
             raise error_from_dict(body)
         return response.json()
 
-    def health(self) -> dict[str, Any]:
-        return dict(self._request("GET", "/v1/health"))
+    def health(self) -> Health:
+        return Health.model_validate(self._request("GET", "/v1/health"))
 
     def plan(
         self, blueprint: str | None = None, repo: str | None = None, branch: str | None = None
-    ) -> dict[str, Any]:
+    ) -> PlanView:
         body = {"blueprint": blueprint, "repo": repo, "branch": branch}
-        return dict(self._request("POST", "/v1/plan", json=body))
+        return PlanView.model_validate(self._request("POST", "/v1/plan", json=body))
 
     def deploy(
         self,
@@ -63,32 +78,34 @@ class Client:
         repo: str | None = None,
         branch: str | None = None,
         services: list[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeployAccepted:
         body = {"blueprint": blueprint, "repo": repo, "branch": branch, "services": services}
-        return dict(self._request("POST", "/v1/deploys", json=body))
+        return DeployAccepted.model_validate(self._request("POST", "/v1/deploys", json=body))
 
-    def deploy_status(self, deploy_id: int) -> dict[str, Any]:
-        return dict(self._request("GET", f"/v1/deploys/{deploy_id}"))
+    def deploy_status(self, deploy_id: int) -> OperationView:
+        return OperationView.model_validate(self._request("GET", f"/v1/deploys/{deploy_id}"))
 
-    def events(self, deploy_id: int, after: int = 0) -> dict[str, Any]:
-        return dict(
+    def events(self, deploy_id: int, after: int = 0) -> EventsPage:
+        return EventsPage.model_validate(
             self._request("GET", f"/v1/deploys/{deploy_id}/events", params={"after": after})
         )
 
-    def services(self) -> list[dict[str, Any]]:
-        return list(self._request("GET", "/v1/services"))
+    def services(self) -> list[ServiceView]:
+        return _SERVICES.validate_python(self._request("GET", "/v1/services"))
 
-    def service(self, name: str) -> dict[str, Any]:
-        return dict(self._request("GET", f"/v1/services/{name}"))
+    def service(self, name: str) -> ServiceView:
+        return ServiceView.model_validate(self._request("GET", f"/v1/services/{name}"))
 
-    def releases(self, name: str) -> list[dict[str, Any]]:
-        return list(self._request("GET", f"/v1/services/{name}/releases"))
+    def releases(self, name: str) -> list[ReleaseView]:
+        return _RELEASES.validate_python(self._request("GET", f"/v1/services/{name}/releases"))
 
-    def rollback(self, name: str, to: int | None = None) -> dict[str, Any]:
-        return dict(self._request("POST", f"/v1/services/{name}/rollback", json={"to": to}))
+    def rollback(self, name: str, to: int | None = None) -> RollbackAccepted:
+        return RollbackAccepted.model_validate(
+            self._request("POST", f"/v1/services/{name}/rollback", json={"to": to})
+        )
 
-    def scale(self, name: str, instances: int) -> dict[str, Any]:
-        return dict(
+    def scale(self, name: str, instances: int) -> ScaleAccepted:
+        return ScaleAccepted.model_validate(
             self._request("POST", f"/v1/services/{name}/scale", json={"instances": instances})
         )
 
@@ -98,7 +115,8 @@ class Client:
         params: dict[str, Any] = {"build": build, "lines": lines}
         if release is not None:
             params["release"] = release
-        return list(self._request("GET", f"/v1/services/{name}/logs", params=params)["lines"])
+        data = self._request("GET", f"/v1/services/{name}/logs", params=params)
+        return LogLines.model_validate(data).lines
 
     def follow_logs(
         self, name: str, *, build: bool = False, lines: int = 50, release: int | None = None
@@ -117,27 +135,33 @@ class Client:
         except httpx.TransportError as exc:
             raise DaemonUnavailable(f"Lost the connection to the daemon: {exc}") from exc
 
-    def shutdown(self, stop_services: bool = True) -> dict[str, Any]:
-        return dict(self._request("POST", "/v1/shutdown", params={"stop_services": stop_services}))
+    def shutdown(self, stop_services: bool = True) -> ShutdownAccepted:
+        return ShutdownAccepted.model_validate(
+            self._request("POST", "/v1/shutdown", params={"stop_services": stop_services})
+        )
 
     def wait(
         self,
         deploy_id: int,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[EventView], None] | None = None,
         poll_s: float = 0.3,
         timeout_s: float = 3600.0,
-    ) -> dict[str, Any]:
-        """Poll events until the operation finishes; returns the final deploy record."""
+    ) -> OperationView:
+        """Poll events until the operation finishes; returns the final operation."""
         after = 0
         deadline = time.monotonic() + timeout_s
         while True:
-            data = self.events(deploy_id, after)
-            for event in data["events"]:
-                after = event["id"]
+            page = self.events(deploy_id, after)
+            for event in page.events:
+                after = event.id
                 if on_event is not None:
                     on_event(event)
-            if data["deploy"]["status"] != "running":
-                return dict(data["deploy"])
+            if page.deploy.status != "running":
+                return page.deploy
             if time.monotonic() > deadline:
                 raise ShipyardError(f"Gave up waiting for operation #{deploy_id}.")
             time.sleep(poll_s)
+
+
+_SERVICES: TypeAdapter[list[ServiceView]] = TypeAdapter(list[ServiceView])
+_RELEASES: TypeAdapter[list[ReleaseView]] = TypeAdapter(list[ReleaseView])

@@ -62,9 +62,9 @@ def test_logs_follow_streams_new_lines(shipyard: Shipyard, project: Project) -> 
         text=True,
     )
     try:
-        time.sleep(1.0)
-        shipyard.get("follow.localhost", "/?marker=streamed-42")
         assert proc.stdout is not None
+        assert proc.stdout.readline()  # the last line: the follower is reading
+        shipyard.get("follow.localhost", "/?marker=streamed-42")
         deadline = time.monotonic() + 15
         seen = ""
         while time.monotonic() < deadline and "streamed-42" not in seen:

@@ -99,7 +99,9 @@ def test_deploy_web_pserv_worker_routes_and_env(shipyard: Shipyard, project: Pro
     deploy(shipyard, bp)
     assert shipyard.get("alpha.localhost", "/env?key=SECRET")[1] == secret
     with shipyard.client() as c:
-        dumped = json.dumps([c.services(), c.releases("alpha")])
+        dumped = json.dumps(
+            [m.model_dump(mode="json") for m in [*c.services(), *c.releases("alpha")]]
+        )
     assert secret not in dumped and "SECRET" in dumped
     assert secret.encode() not in (shipyard.home / "state.db").read_bytes()
 
@@ -135,7 +137,7 @@ def test_redeploy_under_load_drops_nothing(shipyard: Shipyard, project: Project)
     assert result.failed == 0, result.errors[:5]
     assert shipyard.get_json("beta")["version"] == "v3"
     releases = shipyard.client().releases("beta")
-    assert [r["status"] for r in releases] == ["live", "superseded", "superseded"]
+    assert [r.status for r in releases] == ["live", "superseded", "superseded"]
 
 
 def test_slow_requests_finish_before_old_instances_stop(
@@ -171,7 +173,7 @@ def test_bad_build_keeps_current_release(shipyard: Shipyard, project: Project) -
     assert "compiling..." in result.text
     assert_still_serves(shipyard, "delta", "v1")
     releases = shipyard.client().releases("delta")
-    assert releases[0]["status"] == "build-failed" and releases[1]["current"]
+    assert releases[0].status == "build-failed" and releases[1].current
     build_log = shipyard.ok("logs", "delta", "--build").out
     assert "compiling..." in build_log
 
@@ -221,7 +223,7 @@ def test_never_healthy_fails_and_gets_no_traffic(shipyard: Shipyard, project: Pr
     assert "HTTP 503" in out.text
     assert result.failed == 0 and set(result.versions) == {"v1"}, result
     assert_still_serves(shipyard, "zeta", "v1")
-    failed = [r for r in shipyard.client().releases("zeta") if r["status"] == "failed"]
+    failed = [r for r in shipyard.client().releases("zeta") if r.status == "failed"]
     assert len(failed) == 1
 
 

@@ -100,7 +100,7 @@ def test_conflicting_pins_each_serve_their_own_version(sy: Shipyard, tmp_path: P
     # Shipyard's own environment is untouched and the daemon keeps working
     assert importlib.metadata.version(PINNED) == SHIPYARD_VERSION
     with sy.client() as c:
-        assert c.health()["status"] == "ok"
+        assert c.health().status == "ok"
     assert sy.ok("ps", "--json").out
 
 

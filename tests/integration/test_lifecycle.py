@@ -42,7 +42,7 @@ def test_rollback_and_releases(shipyard: Shipyard, project: Project) -> None:
     assert shipyard.get_json("roll")["version"] == "v2"
     shipyard.ok("rollback", "roll", "--to", "1")
     assert shipyard.get_json("roll")["version"] == "v1"
-    statuses = {r["number"]: r["status"] for r in shipyard.client().releases("roll")}
+    statuses = {r.number: r.status for r in shipyard.client().releases("roll")}
     assert statuses == {1: "live", 2: "rolled-back", 3: "rolled-back"}
     bad = shipyard.cli("rollback", "roll", "--to", "9")
     assert bad.code == 4 and "Release 9 does not exist" in bad.err

@@ -116,7 +116,7 @@ class Shipyard:
 
     def service(self, name: str) -> dict[str, Any]:
         with self.client() as c:
-            return c.service(name)
+            return c.service(name).model_dump(mode="json")
 
 
 @dataclass

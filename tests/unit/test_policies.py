@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from shipyard.blueprint.load import parse_blueprint
+from shipyard.blueprint.spec import EnvVarDigest, ServiceSpec
 from shipyard.clock import FakeClock
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.pipeline import target_count
 from shipyard.controlplane.routing import desired_table
 from shipyard.controlplane.secrets import SecretBox
-from shipyard.controlplane.specs import stored_spec
 from shipyard.controlplane.state import State
 from shipyard.drivers.local.logfiles import rotate_if_larger
 from shipyard.errors import Conflict, NotFound
 from shipyard.plan.plan import make_plan
+from shipyard.records import InstanceState, Release, ReleaseStatus, Service
 from shipyard.release.retention import releases_to_prune
 from shipyard.rollout.choose import rollback_target
 from shipyard.run.backoff import RestartPolicy
@@ -42,8 +44,18 @@ def test_restart_backoff(
     assert policy.crash_looping(crashes, now) is looping
 
 
-def rel(number: int, status: str, reason: str = "", deployable: bool = True) -> dict[str, object]:
-    return {"number": number, "status": status, "reason": reason, "deployable": deployable}
+SPEC = ServiceSpec(name="web", type="web", runtime="node", start_command="node s.js")
+
+
+def rel(
+    number: int, status: str, reason: str = "", deployable: bool = True, pruned: bool = False
+) -> Release:
+    return Release(
+        service="web", number=number, status=ReleaseStatus(status), reason=reason,
+        created_at=0.0, finished_at=None, live_at=None, config_digest="", git_commit="",
+        git_branch="", source="", dir="", spec=SPEC, env_enc=b"", deploy_id=None,
+        deployable=deployable, pruned=pruned,
+    )  # fmt: skip
 
 
 RELEASES = [
@@ -100,9 +112,9 @@ services:
 def test_plan_create_update_redeploy_orphan_and_type_change(tmp_path: Path) -> None:
     loaded = parse_blueprint(BP, filename="render.yaml", kind="render")
     box = SecretBox(tmp_path / "key")
-    specs = {s.name: stored_spec(s, box.digest) for s in loaded.services}
-    changed = json.loads(json.dumps(specs["web"]))
-    changed["env_vars"][0]["digest"] = "different"
+    specs = {s.name: s.stored(box.digest) for s in loaded.services}
+    token = specs["web"].env_digests[0]
+    changed = replace(specs["web"], env_digests=(EnvVarDigest(token.key, token.kind, "other"),))
     plan = make_plan(
         loaded.services, specs, {"web": changed}, {"web": "web", "old": "web"}, ["web", "old"]
     )
@@ -119,28 +131,41 @@ def test_plan_create_update_redeploy_orphan_and_type_change(tmp_path: Path) -> N
 def test_stored_spec_never_holds_env_values(tmp_path: Path) -> None:
     loaded = parse_blueprint(BP, filename="render.yaml", kind="render")
     box = SecretBox(tmp_path / "key")
-    stored = stored_spec(loaded.service("web"), box.digest)
-    other = stored_spec(loaded.service("web"), SecretBox(tmp_path / "other-key").digest)
+    stored = loaded.service("web").stored(box.digest)
+    other = loaded.service("web").stored(SecretBox(tmp_path / "other-key").digest)
     # keyed: the same value digests differently under another key (no dictionary attack)
-    assert stored["env_vars"][0]["digest"] != other["env_vars"][0]["digest"]
-    assert "hunter2" not in json.dumps(stored)
-    assert stored["env_vars"][0]["key"] == "TOKEN" and stored["env_vars"][0]["kind"] == "value"
+    assert stored.env_digests[0].digest != other.env_digests[0].digest
+    assert "hunter2" not in stored.to_json() and stored.env_vars == ()
+    assert "hunter2" not in stored.config_digest() and stored.config_digest() != (
+        loaded.service("web").config_digest()
+    )
+    assert (stored.env_digests[0].key, stored.env_digests[0].kind) == ("TOKEN", "value")
+    assert ServiceSpec.from_json(stored.to_json()) == stored
+    assert stored.env_keys == ["TOKEN"]
+
+
+def test_specs_stored_before_typed_state_still_load() -> None:
+    legacy = json.loads(SPEC.to_json())
+    legacy["env_vars"] = [{"key": "TOKEN", "kind": "value", "digest": "abc"}]
+    loaded = ServiceSpec.from_json(json.dumps(legacy))
+    assert loaded.env_vars == () and loaded.env_digests == (EnvVarDigest("TOKEN", "value", "abc"),)
 
 
 def test_routing_table_from_state(tmp_path: Path) -> None:
     clock = FakeClock()
     state = State(Database(tmp_path / "s.db"), clock)
     settings = Settings(home=tmp_path, http_port=9000)
+    web_spec = replace(SPEC, domains=("a.example",), health_check_path="/up")
+    state.register_service("web", "web", web_spec, "bp", 2, 7001)
+    state.register_service("api", "pserv", replace(SPEC, name="api", type="pserv"), "bp", 1, 7002)
     state.register_service(
-        "web", "web", {"domains": ["a.example"], "health_check_path": "/up"}, "bp", 2, 7001
+        "jobs", "worker", replace(SPEC, name="jobs", type="worker"), "bp", 1, None
     )
-    state.register_service("api", "pserv", {}, "bp", 1, 7002)
-    state.register_service("jobs", "worker", {}, "bp", 1, None)
     for inst, svc, port, st in [
-        ("w1", "web", 7101, "running"),
-        ("w2", "web", 7102, "draining"),
-        ("w3", "web", 7103, "starting"),
-        ("a1", "api", 7201, "crashed"),
+        ("w1", "web", 7101, InstanceState.RUNNING),
+        ("w2", "web", 7102, InstanceState.DRAINING),
+        ("w3", "web", 7103, InstanceState.STARTING),
+        ("a1", "api", 7201, InstanceState.CRASHED),
     ]:
         state.add_instance(inst, svc, 1, port, "log")
         state.update_instance(inst, state=st)
@@ -175,47 +200,34 @@ def test_target_count(
     from_blueprint: bool,
     expected: int,
 ) -> None:
-    svc = {
-        "current_release": current,
-        "desired_instances": desired,
-        "blueprint_instances": blueprint,
-    }
-    assert target_count(svc, {"num_instances": spec_count}, from_blueprint) == expected
+    svc = Service(
+        name="web", type="web", spec=SPEC, blueprint_path="bp", desired_instances=desired,
+        blueprint_instances=blueprint, internal_port=None, current_release=current,
+        created_at=0.0, updated_at=0.0,
+    )  # fmt: skip
+    assert target_count(svc, replace(SPEC, num_instances=spec_count), from_blueprint) == expected
 
 
 def test_registering_an_existing_service_keeps_its_live_spec(tmp_path: Path) -> None:
     state = State(Database(tmp_path / "s.db"), FakeClock())
-    state.register_service("web", "web", {"health_check_path": "/up"}, "bp", 2, 7001)
-    state.register_service("web", "web", {"health_check_path": "/other"}, "bp2", 4, 7009)
-    row = state.service("web")
-    assert json.loads(row["spec_json"]) == {"health_check_path": "/up"}
-    assert (row["desired_instances"], row["internal_port"], row["blueprint_path"]) == (
-        2,
-        7001,
-        "bp2",
-    )
+    state.register_service("web", "web", replace(SPEC, health_check_path="/up"), "bp", 2, 7001)
+    state.register_service("web", "web", replace(SPEC, health_check_path="/x"), "bp2", 4, 7009)
+    svc = state.service("web")
+    assert svc.spec.health_check_path == "/up"
+    assert (svc.desired_instances, svc.internal_port, svc.blueprint_path) == (2, 7001, "bp2")
     state.add_release(
-        service="web",
-        number=1,
-        status="deploying",
-        config_digest="d",
-        source="s",
-        dir="d",
-        spec_json="{}",
-        env_enc=b"",
-    )
-    state.promote("web", 1, "superseded", {"num_instances": 4}, desired=4)
-    row = state.service("web")
-    assert (row["desired_instances"], row["blueprint_instances"], row["current_release"]) == (
-        4,
-        4,
-        1,
-    )
-    assert state.release("web", 1)["status"] == "live"
+        service="web", number=1, config_digest="d", git_commit="", git_branch="", source="s",
+        dir="d", spec=SPEC, env_enc=b"", deploy_id=None,
+    )  # fmt: skip
+    state.promote("web", 1, ReleaseStatus.SUPERSEDED, replace(SPEC, num_instances=4), desired=4)
+    svc = state.service("web")
+    assert (svc.desired_instances, svc.blueprint_instances, svc.current_release) == (4, 4, 1)
+    assert svc.spec.num_instances == 4
+    assert state.release("web", 1).status == "live"
 
 
 def test_retention_keeps_the_newest_deployable_releases_before_the_live_one() -> None:
-    rows = [{"number": n, "deployable": n != 4, "pruned": n == 1} for n in range(1, 16)]
+    rows = [rel(n, "superseded", deployable=n != 4, pruned=n == 1) for n in range(1, 16)]
     # live = 14; 15 is newer (a deploy in progress): kept. Before 14: deployable 13..5 and 3
     # are the newest ten; 4 (never deployable) and 2 go; 1 is already pruned.
     assert releases_to_prune(rows, 14) == [4, 2]

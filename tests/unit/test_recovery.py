@@ -2,43 +2,45 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 
 from shipyard.controlplane.claims import Claims
+from shipyard.controlplane.context import Context
 from shipyard.controlplane.recovery import recover
 from shipyard.controlplane.supervisor import Supervisor
+from shipyard.records import InstanceState, OperationKind, ReleaseStatus
+from shipyard.run.runtime import ProcessSpec
 from tests.unit.test_supervisor import make_ctx
 
 
-def add_release(ctx, number: int, status: str = "deploying") -> None:  # type: ignore[no-untyped-def]
-    spec = {"start_command": "x", "root_dir": "", "env_vars": [], "max_shutdown_delay_seconds": 1}
+def add_release(ctx: Context, number: int, live: bool = False) -> None:
+    """Release ``number`` of "jobs", deploying (or, with ``live``, promoted: traffic switched)."""
+    svc = ctx.state.service("jobs")
+    spec = replace(svc.spec, max_shutdown_delay_seconds=1)
     ctx.state.add_release(
-        service="jobs",
-        number=number,
-        status=status,
-        config_digest="d",
-        source="s",
-        dir="/nonexistent",
-        spec_json=json.dumps(spec),
-        env_enc=ctx.box.encrypt_env({}),
-    )
+        service="jobs", number=number, config_digest="d", git_commit="", git_branch="",
+        source="s", dir="/nonexistent", spec=spec, env_enc=ctx.box.encrypt_env({}),
+        deploy_id=None,
+    )  # fmt: skip
+    ctx.state.set_release_status("jobs", number, ReleaseStatus.DEPLOYING)
+    if live:
+        ctx.state.promote("jobs", number, ReleaseStatus.SUPERSEDED, spec, None)
 
 
 def test_recovery_drains_instances_of_a_release_that_is_no_longer_live(tmp_path: Path) -> None:
     """The daemon died after switching traffic to release 2 and before draining release 1."""
     ctx, runtime, _, _ = make_ctx(tmp_path)
     runtime.live.add(1)  # release 1's instance, still running
-    add_release(ctx, 2, status="live")  # promoted: traffic already switched
-    ctx.state.set_current_release("jobs", 2)
+    add_release(ctx, 2, live=True)  # promoted: traffic already switched
     ctx.state.add_instance("jobs-2", "jobs", 2, 5001, str(tmp_path / "j2.log"))
     new_pid = runtime.start(_spec(tmp_path)).pid
-    ctx.state.update_instance("jobs-2", state="running", pid=new_pid, start_time=1)
+    ctx.state.update_instance("jobs-2", state=InstanceState.RUNNING, pid=new_pid, start_time=1)
     recover(ctx)
     assert ctx.state.instance("jobs-1").state == "stopped" and 1 not in runtime.live
     assert ctx.state.instance("jobs-2").state == "running" and new_pid in runtime.live
-    assert ctx.state.release("jobs", 2)["status"] == "live"
-    assert ctx.state.service("jobs")["current_release"] == 2
+    assert ctx.state.release("jobs", 2).status == "live"
+    assert ctx.state.service("jobs").current_release == 2
 
 
 def test_recovery_stops_instances_that_were_never_routed(tmp_path: Path) -> None:
@@ -48,11 +50,11 @@ def test_recovery_stops_instances_that_were_never_routed(tmp_path: Path) -> None
     ctx.state.add_instance("jobs-new", "jobs", 2, 5002, str(tmp_path / "n.log"))
     pid = runtime.start(_spec(tmp_path)).pid
     ctx.state.update_instance("jobs-new", pid=pid, start_time=1)  # still "starting"
-    deploy_id = ctx.state.add_deploy("deploy", "jobs")
+    deploy_id = ctx.state.add_deploy(OperationKind.DEPLOY, "jobs")
     recover(ctx)
     assert pid not in runtime.live and ctx.state.instance("jobs-new").state == "stopped"
     assert ctx.state.instance("jobs-1").state == "running" and 1 in runtime.live
-    assert ctx.state.deploy(deploy_id)["status"] == "failed"
+    assert ctx.state.deploy(deploy_id).status == "failed"
 
 
 def test_supervisor_does_not_undo_an_operation(tmp_path: Path) -> None:
@@ -78,7 +80,5 @@ def test_supervisor_restart_waits_for_the_service_claim(tmp_path: Path) -> None:
     assert ctx.state.instance("jobs-1").state == "running"
 
 
-def _spec(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from shipyard.run.runtime import ProcessSpec
-
+def _spec(tmp_path: Path) -> ProcessSpec:
     return ProcessSpec(command="x", cwd=tmp_path, env={}, log_path=tmp_path / "x.log")

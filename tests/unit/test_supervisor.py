@@ -2,105 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from shipyard.clock import FakeClock
 from shipyard.controlplane.claims import Claims
 from shipyard.controlplane.context import Context
-from shipyard.controlplane.db import Database
-from shipyard.controlplane.secrets import SecretBox
-from shipyard.controlplane.state import State
 from shipyard.controlplane.supervisor import Supervisor
-from shipyard.route.table import RoutingTable, ServerStats
-from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
-from shipyard.settings import Settings
-
-
-class FakeRuntime:
-    def __init__(self) -> None:
-        self.live: set[int] = set()
-        self.next_pid = 100
-        self.started: list[ProcessSpec] = []
-
-    def start(self, spec: ProcessSpec) -> ProcessHandle:
-        self.next_pid += 1
-        self.live.add(self.next_pid)
-        self.started.append(spec)
-        return ProcessHandle(self.next_pid, 1)
-
-    def status(self, handle: ProcessHandle) -> ExitStatus:
-        running = handle.pid in self.live
-        return ExitStatus(running, None if running else 2, None)
-
-    def alive(self, handle: ProcessHandle) -> bool:
-        return handle.pid in self.live
-
-    def stop(self, handle: ProcessHandle, grace_s: float) -> ExitStatus:
-        self.live.discard(handle.pid)
-        return ExitStatus(False, 0, None)
-
-    def run(self, spec: ProcessSpec, timeout_s: float) -> int:
-        return 0
-
-    def ports_listening(self, handle: ProcessHandle) -> set[int]:
-        return set()
-
-
-class FakeEdge:
-    def __init__(self) -> None:
-        self.tables: list[RoutingTable] = []
-
-    def apply(self, table: RoutingTable) -> None:
-        self.tables.append(table)
-
-    def check(self, table: RoutingTable) -> None:
-        pass
-
-    def ensure_running(self, table: RoutingTable) -> None:
-        self.apply(table)
-
-    def server_stats(self, backend: str, server: str) -> ServerStats | None:
-        return ServerStats("UP", 0, 0)
-
-    def old_workers(self) -> int:
-        return 0
-
-    def is_running(self) -> bool:
-        return True
-
-    def stop(self, timeout: float = 10) -> None:
-        pass
+from shipyard.records import InstanceState
+from shipyard.route.table import ServerStats
+from shipyard.run.runtime import ProcessHandle, ProcessSpec
+from shipyard.testing import FakeEdge, FakeRuntime, make_context, seed_service
 
 
 def make_ctx(tmp_path: Path) -> tuple[Context, FakeRuntime, FakeEdge, FakeClock]:
-    clock = FakeClock()
+    """One worker "jobs" with live release 1 and one instance "jobs-1" whose process (pid 1)
+    is dead: the supervisor sees a crash on its first tick unless a test revives it."""
     runtime, edge = FakeRuntime(), FakeEdge()
-    settings = Settings(home=tmp_path)
-    ctx = Context(
-        settings=settings,
-        state=State(Database(tmp_path / "s.db"), clock),
-        box=SecretBox(tmp_path / "k"),
-        runtime=runtime,
-        edge=edge,
-        clock=clock,
-    )
-    spec = {"start_command": "python3 w.py", "root_dir": "", "env_vars": []}
-    ctx.state.register_service("jobs", "worker", spec, "bp", 1, None)
-    ctx.state.add_release(
-        service="jobs",
-        number=1,
-        status="live",
-        config_digest="d",
-        source="s",
-        dir=str(tmp_path),
-        spec_json=json.dumps(spec),
-        env_enc=ctx.box.encrypt_env({"A": "1"}),
-    )
-    ctx.state.set_current_release("jobs", 1)
-    ctx.state.add_instance("jobs-1", "jobs", 1, 5000, str(tmp_path / "i.log"))
-    ctx.state.update_instance("jobs-1", state="running", pid=1, start_time=1)
-    return ctx, runtime, edge, clock
+    ctx = make_context(tmp_path, runtime, edge)
+    seed_service(ctx, "jobs", env={"A": "1"})
+    ctx.state.update_instance("jobs-1", pid=1, start_time=1)
+    runtime.live.clear()
+    runtime.started.clear()
+    assert isinstance(ctx.clock, FakeClock)
+    return ctx, runtime, edge, ctx.clock
 
 
 def test_crash_is_recorded_then_restarted_after_backoff(tmp_path: Path) -> None:
@@ -149,7 +73,7 @@ def test_instance_down_in_haproxy_for_a_minute_is_restarted(tmp_path: Path) -> N
     ctx, runtime, edge, clock = make_ctx(tmp_path)
     runtime.live.add(1)  # the process is alive, but hung
     status = {"value": "DOWN"}
-    edge.server_stats = lambda b, s: ServerStats(status["value"], 0, 0)  # type: ignore[method-assign,assignment]
+    edge.stats = lambda b, s: ServerStats(status["value"], 0, 0)
     sup = Supervisor(ctx, Claims())
     sup.tick()
     clock.advance(30)
@@ -184,6 +108,8 @@ def test_a_restart_that_cannot_start_goes_back_to_crashed(tmp_path: Path) -> Non
 
 def test_cleanup_retries_a_restart_left_unfinished(tmp_path: Path) -> None:
     ctx, _, _, _ = make_ctx(tmp_path)
-    ctx.state.update_instance("jobs-1", state="restarting")  # its thread died with the daemon
+    ctx.state.update_instance(
+        "jobs-1", state=InstanceState.RESTARTING
+    )  # its thread died with the daemon
     Supervisor(ctx, Claims()).reconcile()
     assert ctx.state.instance("jobs-1").state == "crashed"

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from shipyard.blueprint.model import RunnableType
 
@@ -31,6 +34,31 @@ class EnvVarSpec:
 
 
 @dataclass(frozen=True)
+class EnvVarDigest:
+    """An env var as the state stores it: its key, its kind and a keyed digest of its entry,
+    never its value (values live only in the encrypted env snapshot of a release). A changed
+    value still shows in `plan`."""
+
+    key: str
+    kind: str  # value | generate | sync | from_service | from_database | from_group
+    digest: str
+
+
+def _kind(entry: EnvVarSpec) -> str:
+    if entry.value is not None:
+        return "value"
+    if entry.generate:
+        return "generate"
+    if entry.from_service is not None:
+        return "from_service"
+    if entry.from_database is not None:
+        return "from_database"
+    if entry.from_group is not None:
+        return "from_group"
+    return "sync"
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """A service Shipyard runs now (web/pserv/worker on a native runtime), normalized."""
 
@@ -45,6 +73,7 @@ class ServiceSpec:
     num_instances: int = 1
     max_shutdown_delay_seconds: int = 30
     env_vars: tuple[EnvVarSpec, ...] = ()
+    env_digests: tuple[EnvVarDigest, ...] = ()  # the stored form of env_vars (see stored())
     domains: tuple[str, ...] = ()
     health_check_timeout_seconds: float | None = None  # shipyard.yaml extension
     drain_timeout_seconds: float | None = None  # shipyard.yaml extension
@@ -55,6 +84,45 @@ class ServiceSpec:
         return data
 
     def config_digest(self) -> str:
-        """sha256 hex of the canonical JSON of every field: equal digests = same config."""
+        """sha256 hex of the canonical JSON of every field: equal digests = same config. Take
+        it of the stored spec, whose env values are keyed digests: a bare hash of a secret
+        would let anyone holding the state test guesses against it."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def stored(self, digest: Callable[[str], str]) -> ServiceSpec:
+        """The spec as the state keeps it: env values replaced by ``digest`` (a keyed digest,
+        SecretBox.digest) of each entry."""
+        digests = tuple(
+            EnvVarDigest(
+                key=str(e.key or e.from_group),
+                kind=_kind(e),
+                digest=digest(json.dumps(asdict(e), sort_keys=True)),
+            )
+            for e in self.env_vars
+        )
+        return replace(self, env_vars=(), env_digests=(*self.env_digests, *digests))
+
+    @property
+    def env_keys(self) -> list[str]:
+        """The keys of the service's own env vars (not those of groups), sorted."""
+        keys = [e.key for e in self.env_vars if e.key] + [
+            d.key for d in self.env_digests if d.kind != "from_group"
+        ]
+        return sorted(set(keys))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServiceSpec:
+        data = json.loads(text)
+        # Before typed state (migration 4), stored env vars were {key, kind, digest} dicts.
+        legacy = [e for e in data.get("env_vars", []) if "digest" in e]
+        if legacy:
+            data["env_vars"] = [e for e in data["env_vars"] if "digest" not in e]
+            data["env_digests"] = [*data.get("env_digests", []), *legacy]
+        return _SPEC.validate_python(data)
+
+
+_SPEC: TypeAdapter[ServiceSpec] = TypeAdapter(ServiceSpec)

@@ -133,22 +133,19 @@ def down() -> None:
     raise ShipyardError("The daemon did not stop within 90 s.")
 
 
-def _wait_and_report(c: Client, op: dict[str, Any], as_json: bool) -> None:
-    final = c.wait(op["id"], on_event=None if as_json else print_event)
+def _wait_and_report(c: Client, op_id: int, as_json: bool) -> None:
+    final = c.wait(op_id, on_event=None if as_json else print_event)
     if as_json:
         emit_json(final)
-    if final["status"] != "succeeded":
+    if final.status != "succeeded":
         # The operation's own error class decides the exit code (build failed: 10, deploy
         # failed: 11, ...), so scripts can tell them apart.
-        detail = final["error"] if as_json else failure_summary(final)
+        detail = final.error if as_json else failure_summary(final)
         raise error_from_dict(
-            {
-                "code": final.get("error_code") or "error",
-                "msg": f"Operation #{op['id']} failed: {detail}",
-            }
+            {"code": final.error_code or "error", "msg": f"Operation #{op_id} failed: {detail}"}
         )
     if not as_json:
-        click.secho(f"Operation #{op['id']} succeeded.", fg="green")
+        click.secho(f"Operation #{op_id} succeeded.", fg="green")
 
 
 @cli.command()
@@ -174,21 +171,21 @@ def deploy(
         op = c.deploy(path, repo, branch, list(services) or None)
         if not as_json:
             print_plan(op)
-            click.echo(f"Deploy #{op['id']} started.")
+            click.echo(f"Deploy #{op.id} started.")
         if wait:
-            _wait_and_report(c, op, as_json)
+            _wait_and_report(c, op.id, as_json)
             if not as_json:
-                _print_urls(c, [s["service"] for s in op["steps"]])
+                _print_urls(c, [s.service for s in op.steps])
         elif as_json:
             emit_json(op)
         else:
-            click.echo(f"Follow it with: shipyard deploy-status {op['id']} --wait")
+            click.echo(f"Follow it with: shipyard deploy-status {op.id} --wait")
 
 
 def _print_urls(c: Client, names: list[str]) -> None:
     for svc in c.services():
-        if svc["name"] in names and svc.get("url"):
-            click.echo(f"  {svc['name']}: {svc['url']}")
+        if svc.name in names and svc.url:
+            click.echo(f"  {svc.name}: {svc.url}")
 
 
 @cli.command("deploy-status")
@@ -199,15 +196,15 @@ def deploy_status(deploy_id: int, wait: bool, as_json: bool) -> None:
     """Show (or follow) one deploy, rollback or scale operation."""
     with client() as c:
         if wait:
-            _wait_and_report(c, {"id": deploy_id}, as_json)
+            _wait_and_report(c, deploy_id, as_json)
             return
         data = c.events(deploy_id)
         if as_json:
             emit_json(data)
             return
-        for event in data["events"]:
+        for event in data.events:
             print_event(event)
-        click.echo(f"Operation #{deploy_id}: {data['deploy']['status']}")
+        click.echo(f"Operation #{deploy_id}: {data.deploy.status}")
 
 
 @cli.command()
@@ -238,28 +235,28 @@ def ps(service: str | None, as_json: bool) -> None:
         return
     rows = [
         [
-            s["name"],
-            s["type"],
-            s["status"],
-            s["current_release"] or "-",
-            f"{s['running_instances']}/{s['desired_instances']}",
-            s.get("url", ""),
+            s.name,
+            s.type,
+            s.status,
+            s.current_release or "-",
+            f"{s.running_instances}/{s.desired_instances}",
+            s.url or "",
         ]
         for s in services
     ]
     click.echo(table(["SERVICE", "TYPE", "STATUS", "RELEASE", "INSTANCES", "URL"], rows))
     inst_rows = [
         [
-            i["id"],
-            i["state"] + (" (crash loop)" if i["crash_loop"] else ""),
-            i["port"],
-            i["pid"],
-            i["restarts"],
-            i["last_exit"] or "-",
-            ago(i["started_at"]),
+            i.id,
+            i.state + (" (crash loop)" if i.crash_loop else ""),
+            i.port,
+            i.pid,
+            i.restarts,
+            i.last_exit or "-",
+            ago(i.started_at),
         ]
         for s in services
-        for i in s["instances"]
+        for i in s.instances
     ]
     if inst_rows:
         click.echo()
@@ -285,12 +282,12 @@ def releases(service: str, as_json: bool) -> None:
             ["", "RELEASE", "STATUS", "COMMIT", "CREATED", "REASON"],
             [
                 [
-                    "*" if r["current"] else "",
-                    r["number"],
-                    r["status"],
-                    (r["git_commit"] or "-")[:10],
-                    ago(r["created_at"]),
-                    r["reason"],
+                    "*" if r.current else "",
+                    r.number,
+                    r.status,
+                    (r.git_commit or "-")[:10],
+                    ago(r.created_at),
+                    r.reason,
                 ]
                 for r in rows
             ],
@@ -308,9 +305,9 @@ def rollback(service: str, to: int | None, wait: bool, as_json: bool) -> None:
     with client() as c:
         op = c.rollback(service, to)
         if not as_json:
-            click.echo(f"Rolling {service} back to release {op['release']} (#{op['id']}).")
+            click.echo(f"Rolling {service} back to release {op.release} (#{op.id}).")
         if wait:
-            _wait_and_report(c, op, as_json)
+            _wait_and_report(c, op.id, as_json)
         elif as_json:
             emit_json(op)
 
@@ -327,7 +324,7 @@ def scale(assignment: str, wait: bool, as_json: bool) -> None:
     with client() as c:
         op = c.scale(name, int(count))
         if wait:
-            _wait_and_report(c, op, as_json)
+            _wait_and_report(c, op.id, as_json)
         elif as_json:
             emit_json(op)
 

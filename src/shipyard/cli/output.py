@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+from pydantic import BaseModel
+
+from shipyard.apimodels import EventView, OperationView, PlanView
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -32,13 +35,18 @@ def ago(ts: float | None) -> str:
 
 
 def emit_json(data: Any) -> None:
+    """Models (or lists of them) as the API's JSON, keys sorted."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    elif isinstance(data, list):
+        data = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in data]
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def print_event(event: dict[str, Any]) -> None:
-    name = event.get("service") or ""
-    message = str(event["message"]).removeprefix(f"{name}: ") if name else event["message"]
-    level = event.get("level", "info")
+def print_event(event: EventView) -> None:
+    name = event.service
+    message = event.message.removeprefix(f"{name}: ") if name else event.message
+    level = event.level
     text = f"  [{name}] {message}" if name else f"  {message}"
     if level == "error":
         click.secho(text, fg="red", err=False)
@@ -48,38 +56,31 @@ def print_event(event: dict[str, Any]) -> None:
         click.echo(text)
 
 
-def failure_summary(final: dict[str, Any]) -> str:
+def failure_summary(final: OperationView) -> str:
     """One line per failed service (the details were printed as events)."""
     failed = [
-        f"{name}: {str(r.get('error', '')).removeprefix(f'{name}: ').splitlines()[0]}"
-        for name, r in (final.get("result") or {}).items()
-        if r.get("status") != "ok" and r.get("error")
+        f"{name}: {r.error.removeprefix(f'{name}: ').splitlines()[0]}"
+        for name, r in final.result.items()
+        if r.status != "ok" and r.error
     ]
-    return "; ".join(failed) or str(final.get("error") or "unknown error")
+    return "; ".join(failed) or final.error or "unknown error"
 
 
-def print_plan(plan: dict[str, Any]) -> None:
-    click.echo(
-        f"Blueprint {plan['blueprint']}"
-        + (f" @ {plan['commit'][:12]}" if plan.get("commit") else "")
-    )
-    for step in plan["steps"]:
-        if step["action"] == "create":
-            click.echo(f"  + {step['service']} ({step['type']}): create")
-        elif step["action"] == "update":
-            click.echo(
-                f"  ~ {step['service']} ({step['type']}): update {', '.join(step['changes'])}"
-            )
+def print_plan(plan: PlanView) -> None:
+    click.echo(f"Blueprint {plan.blueprint}" + (f" @ {plan.commit[:12]}" if plan.commit else ""))
+    for step in plan.steps:
+        if step.action == "create":
+            click.echo(f"  + {step.service} ({step.type}): create")
+        elif step.action == "update":
+            click.echo(f"  ~ {step.service} ({step.type}): update {', '.join(step.changes)}")
         else:
             click.echo(
-                f"    {step['service']} ({step['type']}): redeploy "
+                f"    {step.service} ({step.type}): redeploy "
                 "(config unchanged; rebuilds the source)"
             )
-    for name in plan.get("orphans", []):
+    for name in plan.orphans:
         click.echo(f"  ! {name}: no longer in the Blueprint (kept running)")
-    for problem in plan.get("problems", []):
+    for problem in plan.problems:
         click.secho(f"  x {problem}", fg="red")
-    for notice in plan.get("notices", []):
-        click.secho(
-            f"  note: {notice['location']}: {notice['path']}: {notice['message']}", fg="yellow"
-        )
+    for notice in plan.notices:
+        click.secho(f"  note: {notice.location}: {notice.path}: {notice.message}", fg="yellow")

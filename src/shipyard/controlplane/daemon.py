@@ -24,11 +24,12 @@ from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.instances import stop_all
 from shipyard.controlplane.recovery import recover
 from shipyard.controlplane.secrets import SecretBox
-from shipyard.controlplane.state import OF_RELEASE, State
+from shipyard.controlplane.state import State
 from shipyard.controlplane.supervisor import Supervisor
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.process import LocalProcesses
 from shipyard.errors import Conflict, ShipyardError
+from shipyard.records import OF_RELEASE, OperationKind
 from shipyard.settings import Settings
 
 log = logging.getLogger("shipyard.daemon")
@@ -95,21 +96,21 @@ class Daemon:
         """Bring every service with a live release back to its desired instance count. One
         service that cannot be converged never keeps the daemon (and the others) down."""
         for svc in self.ctx.state.services():
-            if svc["current_release"] is None:
+            if svc.current_release is None:
                 continue
             count = sum(
                 1
-                for i in self.ctx.state.instances(svc["name"], OF_RELEASE)
-                if i.release == svc["current_release"]
+                for i in self.ctx.state.instances(svc.name, OF_RELEASE)
+                if i.release == svc.current_release
             )
-            if count >= svc["desired_instances"]:
+            if count >= svc.desired_instances:
                 continue
-            log.info("starting %s: %d of %d instance(s) running", svc["name"], count,
-                     svc["desired_instances"])  # fmt: skip
+            log.info("starting %s: %d of %d instance(s) running", svc.name, count,
+                     svc.desired_instances)  # fmt: skip
             try:
-                self.engine.scale(svc["name"], svc["desired_instances"], kind="converge")
+                self.engine.scale(svc.name, svc.desired_instances, kind=OperationKind.CONVERGE)
             except ShipyardError as exc:
-                log.error("cannot bring %s back up: %s", svc["name"], exc.message)
+                log.error("cannot bring %s back up: %s", svc.name, exc.message)
 
     def shutdown(self, stop_services: bool) -> None:
         """Orderly stop: refuse new operations, let running ones and restarts finish, stop the

@@ -7,7 +7,6 @@ a time per service (a second one gets Conflict naming the first).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -15,10 +14,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
+from shipyard.apimodels import (
+    DeployAccepted,
+    NoticeView,
+    PlanStepView,
+    PlanView,
+    RollbackAccepted,
+    ScaleAccepted,
+)
 from shipyard.blueprint.load import LoadedBlueprint, find_blueprint, load_blueprint
 from shipyard.blueprint.refs import dependency_order
+from shipyard.blueprint.spec import ServiceSpec
 from shipyard.controlplane.claims import Claims
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.envresolve import resolve_service_env
@@ -31,9 +38,16 @@ from shipyard.controlplane.pipeline import (
 )
 from shipyard.controlplane.routing import allocate_port, desired_table
 from shipyard.controlplane.scaling import scale_to
-from shipyard.controlplane.specs import stored_spec
 from shipyard.errors import Conflict, EdgeError, NotFound, ShipyardError, UsageError
 from shipyard.plan.plan import Plan, make_plan
+from shipyard.records import (
+    OperationKind,
+    OperationStatus,
+    Release,
+    ReleaseStatus,
+    Service,
+    ServiceOutcome,
+)
 from shipyard.release.store import release_paths
 from shipyard.rollout.choose import rollback_target
 from shipyard.source.snapshot import GitInfo, git_checkout, git_info
@@ -64,7 +78,7 @@ class Engine:
     def claim_all(self, owner: str, timeout_s: float) -> list[str]:
         """Claim every service, waiting for running operations to finish (up to the timeout).
         Returns the services claimed."""
-        names = [s["name"] for s in self.ctx.state.services()]
+        names = [s.name for s in self.ctx.state.services()]
         held: list[str] = []
         deadline = self.ctx.clock.monotonic() + timeout_s
         while len(held) < len(names) and self.ctx.clock.monotonic() < deadline:
@@ -73,7 +87,7 @@ class Engine:
                 self.ctx.clock.sleep(0.2)
         return held
 
-    def _open(self, kind: str, target: str, services: list[str]) -> int:
+    def _open(self, kind: OperationKind, target: str, services: list[str]) -> int:
         """Claim the services, then record the operation: a refused operation (busy, shutting
         down) leaves no trace."""
         if self.closing:
@@ -92,23 +106,22 @@ class Engine:
         self.claims.free(services, f"operation #{deploy_id}")
 
     def _spawn(
-        self, deploy_id: int, services: list[str], work: Callable[[], dict[str, Any]]
+        self, deploy_id: int, services: list[str], work: Callable[[], dict[str, ServiceOutcome]]
     ) -> None:
         def run() -> None:
             try:
                 result = work()
-                failed = [n for n, r in result.items() if r.get("status") != "ok"]
-                error = "; ".join(f"{n}: {result[n].get('error', '')}" for n in failed)
-                code = str(result[failed[0]].get("code") or ShipyardError.code) if failed else ""
-                self.ctx.state.finish_deploy(
-                    deploy_id, "failed" if failed else "succeeded", error, result, code
-                )
+                failed = [n for n, r in result.items() if r.status != "ok"]
+                error = "; ".join(f"{n}: {result[n].error}" for n in failed)
+                code = (result[failed[0]].code or ShipyardError.code) if failed else ""
+                status = OperationStatus.FAILED if failed else OperationStatus.SUCCEEDED
+                self.ctx.state.finish_deploy(deploy_id, status, error, result, code)
             except Exception as exc:  # report, never kill the daemon
                 log.exception("operation %s crashed", deploy_id)
                 msg = exc.message if isinstance(exc, ShipyardError) else f"internal error: {exc}"
                 code = exc.code if isinstance(exc, ShipyardError) else ShipyardError.code
                 self.ctx.state.add_event(deploy_id, msg, level="error")
-                self.ctx.state.finish_deploy(deploy_id, "failed", msg, {}, code)
+                self.ctx.state.finish_deploy(deploy_id, OperationStatus.FAILED, msg, {}, code)
             finally:
                 self._free(services, deploy_id)
 
@@ -158,39 +171,44 @@ class Engine:
 
     def plan_for(self, source: Source) -> Plan:
         loaded = source.loaded
-        live: dict[str, dict[str, Any]] = {}
+        live: dict[str, ServiceSpec] = {}
         known: dict[str, str] = {}
         from_blueprint = []
         for svc in self.ctx.state.services():
-            known[svc["name"]] = svc["type"]
-            if svc["current_release"] is not None:
-                live[svc["name"]] = json.loads(svc["spec_json"])
-            if svc["blueprint_path"] == source.blueprint_id:
-                from_blueprint.append(svc["name"])
-        specs = {s.name: stored_spec(s, self.ctx.box.digest) for s in loaded.services}
+            known[svc.name] = svc.type
+            if svc.deployed:
+                live[svc.name] = svc.spec
+            if svc.blueprint_path == source.blueprint_id:
+                from_blueprint.append(svc.name)
+        specs = {s.name: s.stored(self.ctx.box.digest) for s in loaded.services}
         plan = make_plan(loaded.services, specs, live, known, from_blueprint)
         problem = self._edge_problem(loaded, specs)
         return replace(plan, problems=(*plan.problems, problem)) if problem else plan
 
-    def _edge_problem(self, loaded: LoadedBlueprint, specs: dict[str, dict[str, Any]]) -> str:
+    def _edge_problem(self, loaded: LoadedBlueprint, specs: dict[str, ServiceSpec]) -> str:
         """What the edge would refuse in the routing table this Blueprint produces (a bad
         domain, a host two services claim, a health path HAProxy cannot send), found before
         anything is changed."""
         proposed = []
+        now = self.ctx.clock.now()
         for n, spec in enumerate(loaded.services, start=1):
             existing = self.ctx.state.find_service(spec.name)
-            port = existing["internal_port"] if existing else None
-            proposed.append({
-                "name": spec.name, "type": spec.type, "spec_json": json.dumps(specs[spec.name]),
-                "internal_port": port or n,  # a placeholder until the service is registered
-            })  # fmt: skip
+            port = existing.internal_port if existing else None
+            proposed.append(
+                Service(
+                    name=spec.name, type=spec.type, spec=specs[spec.name], blueprint_path="",
+                    desired_instances=spec.num_instances, blueprint_instances=spec.num_instances,
+                    internal_port=port or n,  # a placeholder until the service is registered
+                    current_release=None, created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
         try:
             self.ctx.edge.check(desired_table(self.ctx.state, self.ctx.settings, proposed))
         except EdgeError as exc:
             return f"the edge cannot route this Blueprint: {exc.message}"
         return ""
 
-    def plan(self, blueprint: str | None, repo: str | None, branch: str | None) -> dict[str, Any]:
+    def plan(self, blueprint: str | None, repo: str | None, branch: str | None) -> PlanView:
         source = self.open_source(blueprint, repo, branch)
         try:
             return self._describe(source, self.plan_for(source))
@@ -198,17 +216,24 @@ class Engine:
             source.cleanup()
 
     @staticmethod
-    def _describe(source: Source, plan: Plan) -> dict[str, Any]:
-        return {
-            "blueprint": source.blueprint_id,
-            "source": source.label,
-            "commit": source.git.commit,
-            **plan.to_dict(),
-            "notices": [
-                {"location": n.location, "path": n.path, "message": n.message}
+    def _describe(source: Source, plan: Plan) -> PlanView:
+        return PlanView(
+            blueprint=source.blueprint_id,
+            source=source.label,
+            commit=source.git.commit,
+            steps=[
+                PlanStepView(
+                    service=s.service, type=s.type, action=s.action, changes=list(s.changes)
+                )
+                for s in plan.steps
+            ],
+            orphans=list(plan.orphans),
+            problems=list(plan.problems),
+            notices=[
+                NoticeView(location=n.location, path=n.path, message=n.message)
                 for n in source.loaded.notices
             ],
-        }
+        )
 
     # deploy ----------------------------------------------------------------------------------
     def deploy(
@@ -217,7 +242,7 @@ class Engine:
         repo: str | None = None,
         branch: str | None = None,
         services: list[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeployAccepted:
         source = self.open_source(blueprint, repo, branch)
         try:
             return self._submit_deploy(source, services)
@@ -225,7 +250,7 @@ class Engine:
             source.cleanup()
             raise
 
-    def _submit_deploy(self, source: Source, only: list[str] | None) -> dict[str, Any]:
+    def _submit_deploy(self, source: Source, only: list[str] | None) -> DeployAccepted:
         loaded = source.loaded
         plan = self.plan_for(source)
         if plan.problems:
@@ -247,26 +272,26 @@ class Engine:
                 f"{loaded.path.name} defines no service Shipyard can run yet.",
                 fields={"notices": [n.message for n in loaded.notices]},
             )
-        deploy_id = self._open("deploy", ",".join(names), names)
+        deploy_id = self._open(OperationKind.DEPLOY, ",".join(names), names)
         try:
             self._register_services(source, names)
         except BaseException as exc:
             self._free(names, deploy_id)
-            self.ctx.state.finish_deploy(deploy_id, "failed", str(exc), {})
+            self.ctx.state.finish_deploy(deploy_id, OperationStatus.FAILED, str(exc), {})
             raise
         for notice in loaded.notices:
             self.ctx.state.add_event(
                 deploy_id, f"{notice.location}: {notice.path}: {notice.message}", level="warning"
             )
 
-        def work() -> dict[str, Any]:
+        def work() -> dict[str, ServiceOutcome]:
             try:
                 return self._deploy_services(deploy_id, source, names)
             finally:
                 source.cleanup()
 
         self._spawn(deploy_id, names, work)
-        return {"id": deploy_id, **self._describe(source, plan)}
+        return DeployAccepted(id=deploy_id, **self._describe(source, plan).model_dump())
 
     def _register_services(self, source: Source, names: list[str]) -> None:
         """Create service rows (and their stable internal ports) before anything is built."""
@@ -276,20 +301,22 @@ class Engine:
                 existing = self.ctx.state.find_service(name)
                 port = None
                 if spec.type in ("web", "pserv") and (
-                    existing is None or existing["internal_port"] is None
+                    existing is None or existing.internal_port is None
                 ):
                     port = allocate_port(self.ctx)
                 self.ctx.state.register_service(
                     name,
                     spec.type,
-                    stored_spec(spec, self.ctx.box.digest),
+                    spec.stored(self.ctx.box.digest),
                     source.blueprint_id,
                     spec.num_instances,
                     port,
                 )
 
-    def _deploy_services(self, deploy_id: int, source: Source, names: list[str]) -> dict[str, Any]:
-        results: dict[str, Any] = {}
+    def _deploy_services(
+        self, deploy_id: int, source: Source, names: list[str]
+    ) -> dict[str, ServiceOutcome]:
+        results: dict[str, ServiceOutcome] = {}
         resolved: dict[str, dict[str, str]] = {}
         for name in [n for n in dependency_order(source.loaded.services) if n in names]:
             spec = source.loaded.service(name)
@@ -297,10 +324,11 @@ class Engine:
             try:
                 env = resolve_service_env(self.ctx, source.loaded, spec, resolved, emit)
                 resolved[name] = env
+                stored = spec.stored(self.ctx.box.digest)
                 req = BuildRequest(
                     name,
-                    stored_spec(spec, self.ctx.box.digest),
-                    spec.config_digest(),
+                    stored,
+                    stored.config_digest(),
                     env,
                     source.root,
                     source.label,
@@ -308,69 +336,73 @@ class Engine:
                 )
                 release = build_release(self.ctx, deploy_id, req, emit)
                 run_pre_deploy(self.ctx, release, emit)
-                rollout(self.ctx, release, emit, previous_status="superseded", from_blueprint=True)
-                results[name] = {"status": "ok", "release": release["number"]}
+                rollout(
+                    self.ctx, release, emit,
+                    previous_status=ReleaseStatus.SUPERSEDED, from_blueprint=True,
+                )  # fmt: skip
+                results[name] = ServiceOutcome("ok", release=release.number)
             except ShipyardError as exc:
                 emit(exc.message, "error")
-                results[name] = {"status": "failed", "error": exc.message, "code": exc.code}
+                results[name] = ServiceOutcome("failed", error=exc.message, code=exc.code)
             except Exception as exc:  # a bug or an OS error: report it, go on with the others
                 log.exception("deploy of %s failed", name)
                 message = f"internal error: {type(exc).__name__}: {exc}"
                 emit(message, "error")
                 fail_unfinished_releases(self.ctx, name, message)
-                results[name] = {"status": "failed", "error": message, "code": "error"}
+                results[name] = ServiceOutcome("failed", error=message, code=ShipyardError.code)
         return results
 
     # rollback & scale --------------------------------------------------------------------
-    def rollback(self, service: str, to: int | None = None) -> dict[str, Any]:
+    def rollback(self, service: str, to: int | None = None) -> RollbackAccepted:
         self._rollback_target(service, to)  # bad input: refused before anything is recorded
-        deploy_id = self._open("rollback", service, [service])
+        deploy_id = self._open(OperationKind.ROLLBACK, service, [service])
         try:  # again under the claim: a deploy that just finished may have pruned an artifact
             svc, target, release = self._rollback_target(service, to)
         except ShipyardError as exc:
             self._free([service], deploy_id)
-            self.ctx.state.finish_deploy(deploy_id, "cancelled", exc.message, {})
+            self.ctx.state.finish_deploy(deploy_id, OperationStatus.CANCELLED, exc.message, {})
             raise
         emit = self.emitter(deploy_id, service)
         emit(
-            f"rolling back from release {svc['current_release']} to release {target} (no rebuild)",
+            f"rolling back from release {svc.current_release} to release {target} (no rebuild)",
             "info",
         )
         self._spawn_one(
             deploy_id, service, emit,
             lambda: rollout(
-                self.ctx, release, emit, previous_status="rolled-back", from_blueprint=False
+                self.ctx, release, emit,
+                previous_status=ReleaseStatus.ROLLED_BACK, from_blueprint=False,
             ),
-            {"release": target},
+            ServiceOutcome("ok", release=target),
         )  # fmt: skip
-        return {"id": deploy_id, "service": service, "release": target}
+        return RollbackAccepted(id=deploy_id, service=service, release=target)
 
-    def _rollback_target(
-        self, service: str, to: int | None
-    ) -> tuple[dict[str, Any], int, dict[str, Any]]:
+    def _rollback_target(self, service: str, to: int | None) -> tuple[Service, int, Release]:
         svc = self.ctx.state.service(service)
-        target = rollback_target(self.ctx.state.releases(service), svc["current_release"], to)
+        target = rollback_target(self.ctx.state.releases(service), svc.current_release, to)
         release = self.ctx.state.release(service, target)
         app = release_paths(self.ctx.settings.services_dir, service, target).app
         if not app.is_dir():
             raise Conflict(f"Release {target} cannot be rolled out: its artifact {app} is missing.")
         return svc, target, release
 
-    def scale(self, service: str, count: int, kind: str = "scale") -> dict[str, Any]:
+    def scale(
+        self, service: str, count: int, kind: OperationKind = OperationKind.SCALE
+    ) -> ScaleAccepted:
         if not 1 <= count <= 100:
             raise UsageError(f"Cannot scale {service} to {count}: instances must be 1 to 100.")
         svc = self.ctx.state.service(service)
-        if svc["current_release"] is None:
+        if not svc.deployed:
             raise Conflict(f"{service} has no live release yet; deploy it before scaling.")
         deploy_id = self._open(kind, f"{service}={count}", [service])
         emit = self.emitter(deploy_id, service)
 
         self._spawn_one(
             deploy_id, service, emit,
-            lambda: scale_to(self.ctx, service, count, emit, persist=kind == "scale"),
-            {"instances": count},
+            lambda: scale_to(self.ctx, service, count, emit, persist=kind == OperationKind.SCALE),
+            ServiceOutcome("ok", instances=count),
         )  # fmt: skip
-        return {"id": deploy_id, "service": service, "instances": count}
+        return ScaleAccepted(id=deploy_id, service=service, instances=count)
 
     def _spawn_one(
         self,
@@ -378,16 +410,16 @@ class Engine:
         service: str,
         emit: Emit,
         action: Callable[[], None],
-        detail: dict[str, Any],
+        success: ServiceOutcome,
     ) -> None:
         """Run one operation on one service; its failure is reported, not raised."""
 
-        def work() -> dict[str, Any]:
+        def work() -> dict[str, ServiceOutcome]:
             try:
                 action()
             except ShipyardError as exc:
                 emit(exc.message, "error")
-                return {service: {"status": "failed", "error": exc.message, "code": exc.code}}
-            return {service: {"status": "ok", **detail}}
+                return {service: ServiceOutcome("failed", error=exc.message, code=exc.code)}
+            return {service: success}
 
         self._spawn(deploy_id, [service], work)

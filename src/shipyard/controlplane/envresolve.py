@@ -18,15 +18,15 @@ def resolve_service_env(
     emit: Emit,
 ) -> dict[str, str]:
     endpoints = {
-        svc["name"]: Endpoint("127.0.0.1", int(svc["internal_port"]))
+        svc.name: Endpoint("127.0.0.1", int(svc.internal_port))
         for svc in ctx.state.services()
-        if svc["internal_port"] is not None
+        if svc.internal_port is not None
     }
     service_env: dict[str, dict[str, str]] = {}
     for svc in ctx.state.services():
-        if svc["current_release"] is not None:
-            release = ctx.state.release(svc["name"], svc["current_release"])
-            service_env[svc["name"]] = ctx.box.decrypt_env(release["env_enc"])
+        if svc.current_release is not None:
+            release = ctx.state.release(svc.name, svc.current_release)
+            service_env[svc.name] = ctx.box.decrypt_env(release.env_enc)
     service_env.update(resolved)
     own = ctx.state.generated_values(spec.name)
     shared = ctx.state.generated_values(GROUP_OWNER)

@@ -7,24 +7,23 @@ requests finished (or the drain timeout passed).
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from shipyard.builds.environment import compose_env, release_toolchain
 from shipyard.controlplane.context import Context, Emit
 from shipyard.controlplane.routing import allocate_port, external_host, sync_routes
-from shipyard.controlplane.state import OF_RELEASE, Instance
 from shipyard.drivers.local.process import handles_with_env, tail
 from shipyard.errors import EdgeError
 from shipyard.observe.health import Probe
+from shipyard.records import OF_RELEASE, Instance, InstanceState, Release, Service
 from shipyard.release.store import instance_log, release_paths, service_paths
 from shipyard.run.runtime import ProcessHandle, ProcessSpec
 
 WORKER_SETTLE_S = 2.0
+_ROUTED = (InstanceState.RUNNING, InstanceState.DRAINING)
 EDGE_UP_TIMEOUT_S = 15.0
 
 
@@ -41,71 +40,72 @@ class StartFailure:
         )
 
 
-def platform_env(ctx: Context, svc: dict[str, Any], release: dict[str, Any]) -> dict[str, str]:
+def platform_env(ctx: Context, svc: Service, release: Release) -> dict[str, str]:
     """Render's platform variables (REFERENCE: apps gate behaviour on them)."""
-    name = svc["name"]
-    host = external_host(ctx.settings, svc["type"], name)
+    name = svc.name
+    host = external_host(ctx.settings, svc.type, name)
     env = {
         "RENDER": "true",
         "IS_PULL_REQUEST": "false",
         "RENDER_SERVICE_NAME": name,
-        "RENDER_SERVICE_TYPE": svc["type"],
-        "RENDER_GIT_COMMIT": release["git_commit"],
-        "RENDER_GIT_BRANCH": release["git_branch"],
+        "RENDER_SERVICE_TYPE": svc.type,
+        "RENDER_GIT_COMMIT": release.git_commit,
+        "RENDER_GIT_BRANCH": release.git_branch,
         "RENDER_EXTERNAL_HOSTNAME": host,
     }
-    if svc["type"] == "web":
+    if svc.type == "web":
         env["RENDER_EXTERNAL_URL"] = ctx.settings.public_url(name)
     return env
 
 
 def runtime_env(
-    ctx: Context, svc: dict[str, Any], release: dict[str, Any], platform: dict[str, str]
+    ctx: Context, svc: Service, release: Release, platform: dict[str, str]
 ) -> dict[str, str]:
     """The environment of a pre-deploy command or an instance of ``release``: built from
     scratch, the service's runtime HOME, the release's own toolchain (a Python release's
     virtualenv), its env snapshot and the platform variables."""
-    spec = json.loads(release["spec_json"])
-    paths = service_paths(ctx.settings.services_dir, svc["name"]).ensure()
-    venv = release_paths(ctx.settings.services_dir, svc["name"], release["number"]).venv
+    paths = service_paths(ctx.settings.services_dir, svc.name).ensure()
+    venv = release_paths(ctx.settings.services_dir, svc.name, release.number).venv
     return compose_env(
         host=ctx.settings.host,
         home=paths.home,
         tmp=paths.tmp,
-        toolchain=release_toolchain(str(spec.get("runtime", "")), venv, ctx.settings.host),
-        service_env=ctx.box.decrypt_env(release["env_enc"]),
+        toolchain=release_toolchain(release.spec.runtime, venv, ctx.settings.host),
+        service_env=ctx.box.decrypt_env(release.env_enc),
         platform_env={**platform_env(ctx, svc, release), **platform},
     )
 
 
 def start_instance(
-    ctx: Context, svc: dict[str, Any], release: dict[str, Any], existing: Instance | None = None
+    ctx: Context, svc: Service, release: Release, existing: Instance | None = None
 ) -> Instance:
     """Start one instance of ``release`` (or restart ``existing`` on its port)."""
-    name = svc["name"]
-    spec = json.loads(release["spec_json"])
-    inst_id = existing.id if existing else f"{name}-r{release['number']}-{secrets.token_hex(3)}"
+    name = svc.name
+    spec = release.spec
+    inst_id = existing.id if existing else f"{name}-r{release.number}-{secrets.token_hex(3)}"
     log_path = instance_log(ctx.settings.services_dir, name, inst_id)
     if existing is None:
         with ctx.port_lock:
             port = allocate_port(ctx)
-            ctx.state.add_instance(inst_id, name, release["number"], port, str(log_path))
+            ctx.state.add_instance(inst_id, name, release.number, port, str(log_path))
     else:
         port = existing.port
     try:
         env = runtime_env(ctx, svc, release, {"PORT": str(port), "RENDER_INSTANCE_ID": inst_id})
-        workdir = release_paths(ctx.settings.services_dir, name, release["number"]).workdir(
-            spec.get("root_dir", "")
+        workdir = release_paths(ctx.settings.services_dir, name, release.number).workdir(
+            spec.root_dir
         )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         handle = ctx.runtime.start(
-            ProcessSpec(command=spec["start_command"], cwd=workdir, env=env, log_path=log_path)
+            ProcessSpec(command=spec.start_command, cwd=workdir, env=env, log_path=log_path)
         )
     except BaseException as exc:
         # No process: a new row must not stay "starting" (nothing could ever stop it); a
         # restart is put back to "crashed" by the supervisor, to be retried.
         if existing is None:
-            ctx.state.update_instance(inst_id, state="failed", last_exit=f"could not start: {exc}")
+            ctx.state.update_instance(
+                inst_id, state=InstanceState.FAILED, last_exit=f"could not start: {exc}"
+            )
         raise
     ctx.state.update_instance(
         inst_id, pid=handle.pid, start_time=handle.start_time, started_at=ctx.clock.now()
@@ -113,9 +113,7 @@ def start_instance(
     return ctx.state.instance(inst_id)
 
 
-def start_many(
-    ctx: Context, svc: dict[str, Any], release: dict[str, Any], count: int
-) -> list[Instance]:
+def start_many(ctx: Context, svc: Service, release: Release, count: int) -> list[Instance]:
     """Start ``count`` instances, all or none: if one cannot start, the others are stopped."""
     started: list[Instance] = []
     try:
@@ -130,10 +128,10 @@ def start_many(
 def abandon(ctx: Context, instances: list[Instance]) -> None:
     """Stop instances that were never routed and mark them failed."""
     for inst in instances:
-        ctx.state.update_instance(inst.id, state="stopping")
+        ctx.state.update_instance(inst.id, state=InstanceState.STOPPING)
     stop_all(ctx, instances, grace_s=5.0)
     for inst in instances:
-        ctx.state.update_instance(inst.id, state="failed")
+        ctx.state.update_instance(inst.id, state=InstanceState.FAILED)
 
 
 def handle_of(inst: Instance) -> ProcessHandle:
@@ -141,12 +139,12 @@ def handle_of(inst: Instance) -> ProcessHandle:
 
 
 def wait_healthy(
-    ctx: Context, svc: dict[str, Any], instances: list[Instance], emit: Emit
+    ctx: Context, svc: Service, instances: list[Instance], emit: Emit
 ) -> list[StartFailure]:
     """Poll every instance until healthy, dead, or out of time (the spec's
     healthCheckTimeoutSeconds, else the default). Returns the failures."""
-    spec = json.loads(svc["spec_json"])
-    timeout_s = float(spec.get("health_check_timeout_seconds") or ctx.settings.health_timeout_s)
+    spec = svc.spec
+    timeout_s = float(spec.health_check_timeout_seconds or ctx.settings.health_timeout_s)
     pending = {i.id: i for i in instances}
     failures: list[StartFailure] = []
     deadline = ctx.clock.monotonic() + timeout_s
@@ -165,7 +163,7 @@ def wait_healthy(
                     )
                 )
                 continue
-            if svc["type"] == "worker":
+            if svc.type == "worker":
                 if ctx.clock.monotonic() - started >= min(WORKER_SETTLE_S, timeout_s):
                     del pending[inst.id]
                 continue
@@ -173,8 +171,8 @@ def wait_healthy(
             pending[inst.id] = inst
             probe = Probe(
                 port=inst.port,
-                path=spec.get("health_check_path"),
-                host_header=external_host(ctx.settings, svc["type"], svc["name"]),
+                path=spec.health_check_path,
+                host_header=external_host(ctx.settings, svc.type, svc.name),
                 timeout_s=min(5.0, timeout_s),
             )
             result = probe.check()
@@ -223,16 +221,16 @@ def _log(inst: Instance) -> Path:
     return Path(inst.log_path)
 
 
-def wait_edge_up(ctx: Context, svc: dict[str, Any], instances: list[Instance]) -> list[str]:
+def wait_edge_up(ctx: Context, svc: Service, instances: list[Instance]) -> list[str]:
     """After routing new servers: wait until HAProxy itself reports them UP. Returns laggards."""
-    if svc["type"] == "worker":
+    if svc.type == "worker":
         return []
     deadline = ctx.clock.monotonic() + EDGE_UP_TIMEOUT_S
     pending = {i.id for i in instances}
     while pending and ctx.clock.monotonic() < deadline:
         for inst_id in list(pending):
             try:
-                stats = ctx.edge.server_stats(svc["name"], inst_id)
+                stats = ctx.edge.server_stats(svc.name, inst_id)
             except EdgeError:
                 continue  # asked again on the next round
             if stats is not None and stats.status.upper().startswith(("UP", "NO CHECK")):
@@ -242,9 +240,7 @@ def wait_edge_up(ctx: Context, svc: dict[str, Any], instances: list[Instance]) -
     return sorted(pending)
 
 
-def drain_and_stop(
-    ctx: Context, svc: dict[str, Any], instances: list[Instance], emit: Emit
-) -> None:
+def drain_and_stop(ctx: Context, svc: Service, instances: list[Instance], emit: Emit) -> None:
     """Drain routed instances until no request is in flight, then SIGTERM, then SIGKILL.
 
     Whatever fails on the way (the edge, a socket), the instances end stopped: the finally
@@ -252,16 +248,16 @@ def drain_and_stop(
     """
     if not instances:
         return
-    spec = json.loads(svc["spec_json"])
+    spec = svc.spec
     try:
-        if svc["type"] != "worker":
+        if svc.type != "worker":
             draining = [
                 i.id for i in instances
-                if ctx.state.transition(i.id, ("running", "draining"), state="draining")
+                if ctx.state.transition(i.id, _ROUTED, state=InstanceState.DRAINING)
             ]  # fmt: skip
             sync_quietly(ctx, emit)
-            timeout = float(spec.get("drain_timeout_seconds") or ctx.settings.drain_timeout_s)
-            busy = wait_idle(ctx, svc["name"], draining, timeout)
+            timeout = float(spec.drain_timeout_seconds or ctx.settings.drain_timeout_s)
+            busy = wait_idle(ctx, svc.name, draining, timeout)
             if busy:
                 emit(
                     f"drain timeout ({timeout:g} s) passed with requests still in flight on "
@@ -269,9 +265,11 @@ def drain_and_stop(
                 )  # fmt: skip
     finally:
         for inst in instances:
-            ctx.state.transition(inst.id, (*OF_RELEASE, "draining"), state="stopping")
+            ctx.state.transition(
+                inst.id, (*OF_RELEASE, InstanceState.DRAINING), state=InstanceState.STOPPING
+            )
         sync_quietly(ctx, emit)
-        stop_all(ctx, instances, float(spec.get("max_shutdown_delay_seconds", 30)))
+        stop_all(ctx, instances, float(spec.max_shutdown_delay_seconds))
     emit(f"stopped {', '.join(i.id for i in instances)}", "info")
 
 
@@ -316,7 +314,9 @@ def stop_all(ctx: Context, instances: list[Instance], grace_s: float) -> None:
                 ctx.runtime.stop(handle, grace_s)
         status = ctx.runtime.stop(handle_of(fresh), grace_s)
         ctx.state.update_instance(
-            inst.id, state="stopped", last_exit=_describe_exit(status.exit_code, status.signal)
+            inst.id,
+            state=InstanceState.STOPPED,
+            last_exit=_describe_exit(status.exit_code, status.signal),
         )
 
     threads = [threading.Thread(target=stop, args=(i,), daemon=True) for i in instances]

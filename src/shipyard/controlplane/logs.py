@@ -9,6 +9,7 @@ from pathlib import Path
 
 from shipyard.controlplane.context import Context
 from shipyard.drivers.local.process import tail
+from shipyard.records import InstanceState
 from shipyard.release.store import release_paths
 
 FOLLOW_POLL_S = 0.25
@@ -20,7 +21,7 @@ def _build_log(ctx: Context, service: str, release: int | None) -> Path | None:
         rows = ctx.state.releases(service)
         if not rows:
             return None
-        release = int(rows[0]["number"])
+        release = rows[0].number
     ctx.state.release(service, release)
     return release_paths(ctx.settings.services_dir, service, release).build_log
 
@@ -28,7 +29,9 @@ def _build_log(ctx: Context, service: str, release: int | None) -> Path | None:
 def _instance_logs(ctx: Context, service: str, release: int | None) -> dict[str, Path]:
     instances = ctx.state.instances(service)
     if not instances:  # nothing running: show the most recent instances' logs
-        instances = ctx.state.instances(service, states=("stopped", "failed"))[-4:]
+        instances = ctx.state.instances(
+            service, states=(InstanceState.STOPPED, InstanceState.FAILED)
+        )[-4:]
     return {i.id: Path(i.log_path) for i in instances if release is None or i.release == release}
 
 
@@ -49,10 +52,8 @@ async def follow_logs(
 ) -> AsyncIterator[str]:
     """Yield the last ``lines`` lines, then new lines as they are written (new instances too).
 
-    Async, so a follower holds no worker thread while it waits."""
-    for line in read_logs(ctx, service, build=build, lines=lines, release=release):
-        yield line + "\n"
-    offsets: dict[str, tuple[Path, int]] = {}
+    The sizes are taken before the last lines are read, so a line written in between is
+    printed once, never lost. Async, so a follower holds no worker thread while it waits."""
 
     def sources() -> dict[str, Path]:
         if build:
@@ -60,8 +61,9 @@ async def follow_logs(
             return {"": path} if path else {}
         return _instance_logs(ctx, service, release)
 
-    for key, path in sources().items():
-        offsets[key] = (path, _size(path))
+    offsets = {key: (path, _size(path)) for key, path in sources().items()}
+    for line in _last_lines(offsets, lines):
+        yield line + "\n"
     deadline = time.monotonic() + FOLLOW_MAX_S
     while time.monotonic() < deadline:
         for key, path in sources().items():
@@ -79,6 +81,23 @@ async def follow_logs(
         await asyncio.sleep(FOLLOW_POLL_S)
 
 
+def _last_lines(offsets: dict[str, tuple[Path, int]], lines: int) -> list[str]:
+    """The last ``lines`` complete lines before each source's offset, prefixed by its key; each
+    offset moves back to the end of its last complete line (a partial one is followed)."""
+    out: list[str] = []
+    for key, (path, offset) in offsets.items():
+        start = max(0, offset - (1 << 20))
+        data = _read_from(path, start, offset - start)
+        complete = data.rfind(b"\n") + 1
+        offsets[key] = (path, start + complete)
+        found = data[:complete].decode(errors="replace").split("\n")[:-1]
+        if start > 0:
+            found = found[1:]  # the window may begin inside a line
+        prefix = f"[{key}] " if key else ""
+        out.extend(prefix + line for line in found[-lines:])
+    return out[-lines:]
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -86,10 +105,10 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _read_from(path: Path, offset: int) -> bytes:
+def _read_from(path: Path, offset: int, limit: int = 1 << 20) -> bytes:
     try:
         with path.open("rb") as handle:
             handle.seek(offset)
-            return handle.read(1 << 20)
+            return handle.read(limit)
     except FileNotFoundError:
         return b""

@@ -13,30 +13,37 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from shipyard.controlplane.context import Context, log_emitter
 from shipyard.controlplane.instances import drain_and_stop, handle_of, stop_all
 from shipyard.controlplane.pipeline import RELEASE_MARKER, release_marker
 from shipyard.controlplane.routing import desired_table
-from shipyard.controlplane.state import Instance
 from shipyard.drivers.local.process import handles_with_env
+from shipyard.records import (
+    UNFINISHED_RELEASE,
+    Instance,
+    InstanceState,
+    OperationStatus,
+    ReleaseStatus,
+    Service,
+)
 
 log = logging.getLogger("shipyard.recovery")
 INTERRUPTED = "interrupted: the Shipyard daemon stopped during this operation"
-UNFINISHED = ("building", "built", "deploying")
 
 
 def recover(ctx: Context) -> None:
     _close_operations(ctx)
     kill, drain = _classify_instances(ctx)
-    adopted = [i.id for i in ctx.state.instances(states=("running",))]
+    adopted = [i.id for i in ctx.state.instances(states=(InstanceState.RUNNING,))]
     log.info("adopted %d running instance(s): %s", len(adopted), ", ".join(adopted) or "-")
     ctx.edge.ensure_running(desired_table(ctx.state, ctx.settings))
     stop_all(ctx, kill, grace_s=10.0)
     for inst in kill:
-        if inst.state == "restarting":  # a supervisor restart was cut short: retry it
-            ctx.state.update_instance(inst.id, state="crashed", restart_at=ctx.clock.now())
+        if inst.state == InstanceState.RESTARTING:  # a supervisor restart was cut short: retry it
+            ctx.state.update_instance(
+                inst.id, state=InstanceState.CRASHED, restart_at=ctx.clock.now()
+            )
     drain.extend(_superseded_instances(ctx))
     _drain_in_parallel(ctx, drain)
 
@@ -44,17 +51,17 @@ def recover(ctx: Context) -> None:
 def _close_operations(ctx: Context) -> None:
     state = ctx.state
     for deploy in state.running_deploys():
-        state.add_event(deploy["id"], INTERRUPTED, level="error")
-        state.finish_deploy(deploy["id"], "failed", INTERRUPTED, {})
+        state.add_event(deploy.id, INTERRUPTED, level="error")
+        state.finish_deploy(deploy.id, OperationStatus.FAILED, INTERRUPTED, {})
     for svc in state.services():
-        for release in state.releases(svc["name"]):
-            if release["status"] not in UNFINISHED:
+        for release in state.releases(svc.name):
+            if release.status not in UNFINISHED_RELEASE:
                 continue
-            marker = release_marker(svc["name"], release["number"])
+            marker = release_marker(svc.name, release.number)
             for handle in handles_with_env(RELEASE_MARKER, marker):
                 log.warning("stopping a command left running by release %s", marker)
                 ctx.runtime.stop(handle, 5.0)
-            state.set_release_status(svc["name"], release["number"], "failed", INTERRUPTED)
+            state.set_release_status(svc.name, release.number, ReleaseStatus.FAILED, INTERRUPTED)
 
 
 def _classify_instances(ctx: Context) -> tuple[list[Instance], list[Instance]]:
@@ -67,31 +74,31 @@ def _classify_instances(ctx: Context) -> tuple[list[Instance], list[Instance]]:
         if inst.pid is None or not alive:
             for handle in handles_with_env("RENDER_INSTANCE_ID", inst.id):
                 ctx.runtime.stop(handle, 5.0)  # started, but its pid was never recorded
-        if inst.state in ("running", "crashed"):
-            if not alive and inst.state == "running":
+        if inst.state in (InstanceState.RUNNING, InstanceState.CRASHED):
+            if not alive and inst.state == InstanceState.RUNNING:
                 state.update_instance(
                     inst.id,
-                    state="crashed",
+                    state=InstanceState.CRASHED,
                     last_exit="gone after restart",
                     restart_at=ctx.clock.now(),
                 )
         elif not alive:
             final = {"starting": "failed", "restarting": "crashed"}.get(inst.state, "stopped")
             state.update_instance(inst.id, state=final, restart_at=ctx.clock.now())
-        elif inst.state == "draining":
+        elif inst.state == InstanceState.DRAINING:
             drain.append(inst)  # stays routed in drain state until idle
         else:  # starting (never routed), restarting, stopping
             kill.append(inst)
-            state.update_instance(inst.id, state="stopping")
+            state.update_instance(inst.id, state=InstanceState.STOPPING)
     return kill, drain
 
 
 def _superseded_instances(ctx: Context) -> list[Instance]:
     """Routed instances of a release that is not the live one any more."""
-    current = {s["name"]: s["current_release"] for s in ctx.state.services()}
+    current = {s.name: s.current_release for s in ctx.state.services()}
     return [
         i
-        for i in ctx.state.instances(states=("running", "crashed"))
+        for i in ctx.state.instances(states=(InstanceState.RUNNING, InstanceState.CRASHED))
         if i.release != current.get(i.service)
     ]
 
@@ -101,7 +108,7 @@ def _drain_in_parallel(ctx: Context, instances: list[Instance]) -> None:
     for inst in instances:
         by_service.setdefault(inst.service, []).append(inst)
 
-    def finish(svc: dict[str, Any], group: list[Instance]) -> None:
+    def finish(svc: Service, group: list[Instance]) -> None:
         log.info("finishing the drain of %s", ", ".join(i.id for i in group))
         drain_and_stop(ctx, svc, group, log_emitter(log))
 

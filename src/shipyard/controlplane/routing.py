@@ -2,37 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import socket
-from typing import Any
 
 from shipyard.controlplane.context import Context
 from shipyard.controlplane.state import State
+from shipyard.records import InstanceState, Service
 from shipyard.route.table import Backend, RoutingTable, Server, ServerState
 from shipyard.settings import Settings
 
-ROUTED: dict[str, ServerState] = {"running": "ready", "draining": "drain"}
+ROUTED: dict[InstanceState, ServerState] = {
+    InstanceState.RUNNING: "ready",
+    InstanceState.DRAINING: "drain",
+}
 
 
 def desired_table(
-    state: State, settings: Settings, proposed: list[dict[str, Any]] | None = None
+    state: State, settings: Settings, proposed: list[Service] | None = None
 ) -> RoutingTable:
-    """The table for the current state; with ``proposed`` (service rows as a deploy would make
+    """The table for the current state; with ``proposed`` (services as a deploy would make
     them live), the table that deploy would produce, so it can be checked before anything is
     changed."""
     backends = []
     instances = state.instances(states=tuple(ROUTED))
-    rows = {s["name"]: s for s in state.services()}
-    for row in proposed or []:
-        rows[row["name"]] = {**rows.get(row["name"], {}), **row}
-    for svc in sorted(rows.values(), key=lambda r: str(r["name"])):
-        if svc["type"] not in ("web", "pserv") or svc["internal_port"] is None:
+    services = {s.name: s for s in state.services()}
+    services.update({s.name: s for s in proposed or []})
+    for svc in sorted(services.values(), key=lambda s: s.name):
+        if svc.type not in ("web", "pserv") or svc.internal_port is None:
             continue
-        spec = json.loads(svc["spec_json"])
-        name = svc["name"]
-        public = (
-            (settings.public_host(name), *spec.get("domains", ())) if svc["type"] == "web" else ()
-        )
+        name, web = svc.name, svc.type == "web"
         servers = tuple(
             Server(name=i.id, address="127.0.0.1", port=i.port, state=ROUTED[i.state])
             for i in instances
@@ -41,11 +38,11 @@ def desired_table(
         backends.append(
             Backend(
                 name=name,
-                mode="http" if svc["type"] == "web" else "tcp",
-                internal_port=svc["internal_port"],
-                public_hosts=public,
-                health_path=spec.get("health_check_path") if svc["type"] == "web" else None,
-                health_host=external_host(settings, svc["type"], name),
+                mode="http" if web else "tcp",
+                internal_port=svc.internal_port,
+                public_hosts=(settings.public_host(name), *svc.spec.domains) if web else (),
+                health_path=svc.spec.health_check_path if web else None,
+                health_host=external_host(settings, svc.type, name),
                 servers=servers,
             )
         )

@@ -12,23 +12,25 @@ from shipyard.controlplane.instances import (
     wait_edge_up,
     wait_healthy,
 )
-from shipyard.controlplane.state import OF_RELEASE, Instance
-from shipyard.errors import DeployFailed, ShipyardError
+from shipyard.errors import Conflict, DeployFailed, ShipyardError
+from shipyard.records import OF_RELEASE, Instance, InstanceState
 
 
 def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: bool) -> None:
     svc = ctx.state.service(service)
-    release = ctx.state.release(service, svc["current_release"])
+    if svc.current_release is None:
+        raise Conflict(f"{service} has no live release yet; deploy it before scaling.")
+    release = ctx.state.release(service, svc.current_release)
     current = [
         i
         for i in ctx.state.instances(service, states=OF_RELEASE)
-        if i.release == svc["current_release"]
+        if i.release == svc.current_release
     ]
-    previous_desired = svc["desired_instances"]
+    previous_desired = svc.desired_instances
     if persist:
         ctx.state.set_desired(service, count)
     if count > len(current):
-        emit(f"starting {count - len(current)} instance(s) of release {release['number']}", "info")
+        emit(f"starting {count - len(current)} instance(s) of release {release.number}", "info")
         try:
             new = start_many(ctx, svc, release, count - len(current))
         except ShipyardError:
@@ -45,7 +47,7 @@ def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: boo
                 + "\n".join("  " + f.describe() for f in failures)
             )
         for inst in new:
-            ctx.state.transition(inst.id, ("starting",), state="running")
+            ctx.state.transition(inst.id, (InstanceState.STARTING,), state=InstanceState.RUNNING)
         sync_quietly(ctx, emit)
         laggards = wait_edge_up(ctx, svc, new)
         if laggards:
@@ -63,5 +65,5 @@ def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: boo
 
 def _pick_extra(instances: list[Instance], n: int) -> list[Instance]:
     """Crashed ones first, then the newest."""
-    ranked = sorted(instances, key=lambda i: (i.state == "running", -i.created_at))
+    ranked = sorted(instances, key=lambda i: (i.state == InstanceState.RUNNING, -i.created_at))
     return ranked[:n]

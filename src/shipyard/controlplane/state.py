@@ -1,45 +1,113 @@
-"""Typed access to the control-plane tables. Every method is one short transaction."""
+"""The state store: typed records in SQLite. Every method is one short transaction.
+
+Implements the store the stages depend on (``rollout``, ``run``, ``route`` read and change
+services, releases and instances only through these methods). Records are snapshots: an actor
+about to act on a field another actor may change re-reads it, and instance state changes that
+race are compare-and-set (:meth:`State.transition`).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
+from shipyard.blueprint.spec import ServiceSpec
 from shipyard.clock import Clock
 from shipyard.controlplane.db import Database
 from shipyard.errors import NotFound
+from shipyard.records import (
+    ACTIVE_INSTANCE,
+    Event,
+    Instance,
+    InstanceState,
+    Operation,
+    OperationKind,
+    OperationStatus,
+    Release,
+    ReleaseStatus,
+    Service,
+    ServiceOutcome,
+)
 
-# Release statuses: building -> built -> deploying -> live -> superseded | rolled-back;
-# building -> build-failed; built/deploying -> failed.
-# The instances that make up a release's presence: routed, or on their way (back) to it.
-OF_RELEASE = ("running", "crashed", "restarting", "starting")
-# Instance states. Only "running" and "draining" instances appear in the routing table.
-ACTIVE_INSTANCE = ("starting", "running", "draining", "crashed", "restarting", "stopping")
+__all__ = ["State"]
 
 
-@dataclass(frozen=True)
-class Instance:
-    id: str
-    service: str
-    release: int
-    port: int
-    pid: int | None
-    start_time: int | None
-    state: str
-    restarts: int
-    last_exit: str
-    restart_at: float | None
-    crash_times: tuple[float, ...]
-    log_path: str
-    created_at: float
-    started_at: float | None
+def _service(row: dict[str, Any]) -> Service:
+    return Service(
+        name=row["name"],
+        type=row["type"],
+        spec=ServiceSpec.from_json(row["spec_json"]),
+        blueprint_path=row["blueprint_path"],
+        desired_instances=int(row["desired_instances"]),
+        blueprint_instances=int(row["blueprint_instances"]),
+        internal_port=row["internal_port"],
+        current_release=row["current_release"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Instance:
-        data = dict(row)
-        data["crash_times"] = tuple(json.loads(data["crash_times"]))
-        return cls(**data)
+
+def _release(row: dict[str, Any]) -> Release:
+    return Release(
+        service=row["service"],
+        number=int(row["number"]),
+        status=ReleaseStatus(row["status"]),
+        reason=row["reason"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        live_at=row["live_at"],
+        config_digest=row["config_digest"],
+        git_commit=row["git_commit"],
+        git_branch=row["git_branch"],
+        source=row["source"],
+        dir=row["dir"],
+        spec=ServiceSpec.from_json(row["spec_json"]),
+        env_enc=bytes(row["env_enc"]),
+        deploy_id=row["deploy_id"],
+        deployable=bool(row["deployable"]),
+        pruned=bool(row["pruned"]),
+    )
+
+
+def _instance(row: dict[str, Any]) -> Instance:
+    return Instance(
+        id=row["id"],
+        service=row["service"],
+        release=int(row["release"]),
+        port=int(row["port"]),
+        pid=row["pid"],
+        start_time=row["start_time"],
+        state=InstanceState(row["state"]),
+        restarts=int(row["restarts"]),
+        last_exit=row["last_exit"],
+        restart_at=row["restart_at"],
+        crash_times=tuple(json.loads(row["crash_times"])),
+        log_path=row["log_path"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+    )
+
+
+def _operation(row: dict[str, Any]) -> Operation:
+    result = {
+        name: ServiceOutcome(**outcome) for name, outcome in json.loads(row["result_json"]).items()
+    }
+    return Operation(
+        id=int(row["id"]),
+        kind=OperationKind(row["kind"]),
+        target=row["target"],
+        status=OperationStatus(row["status"]),
+        error=row["error"],
+        error_code=row["error_code"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        result=result,
+    )
+
+
+def _marks(values: Iterable[object]) -> str:
+    return ",".join("?" for _ in values)
 
 
 class State:
@@ -48,25 +116,26 @@ class State:
         self.clock = clock
 
     # services ------------------------------------------------------------------------------
-    def service(self, name: str) -> dict[str, Any]:
-        row = self.db.one("SELECT * FROM services WHERE name = ?", name)
-        if row is None:
-            names = [r["name"] for r in self.services()]
+    def service(self, name: str) -> Service:
+        found = self.find_service(name)
+        if found is None:
+            names = [s.name for s in self.services()]
             hint = f" Known services: {', '.join(names)}." if names else " No service deployed yet."
             raise NotFound(f"Service {name!r} does not exist.{hint}", fields={"service": name})
-        return row
+        return found
 
-    def find_service(self, name: str) -> dict[str, Any] | None:
-        return self.db.one("SELECT * FROM services WHERE name = ?", name)
+    def find_service(self, name: str) -> Service | None:
+        row = self.db.one("SELECT * FROM services WHERE name = ?", name)
+        return _service(row) if row is not None else None
 
-    def services(self) -> list[dict[str, Any]]:
-        return self.db.all("SELECT * FROM services ORDER BY name")
+    def services(self) -> list[Service]:
+        return [_service(r) for r in self.db.all("SELECT * FROM services ORDER BY name")]
 
     def register_service(
         self,
         name: str,
         type_: str,
-        spec: dict[str, Any],
+        spec: ServiceSpec,
         blueprint_path: str,
         instances: int,
         internal_port: int | None,
@@ -82,12 +151,12 @@ class State:
             if cur.rowcount == 0:
                 conn.execute(
                     "INSERT INTO services VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (name, type_, json.dumps(spec), blueprint_path, instances, instances,
+                    (name, type_, spec.to_json(), blueprint_path, instances, instances,
                      internal_port, None, now, now),
                 )  # fmt: skip
 
     def promote(
-        self, name: str, number: int, previous_status: str, spec: dict[str, Any],
+        self, name: str, number: int, previous_status: ReleaseStatus, spec: ServiceSpec,
         desired: int | None,
     ) -> None:  # fmt: skip
         """In one transaction: ``number`` becomes live and current, the release it replaces
@@ -106,57 +175,46 @@ class State:
                          (now, now, name, number))  # fmt: skip
             if desired is None:
                 conn.execute("UPDATE services SET current_release=?, spec_json=?, updated_at=?"
-                             " WHERE name=?", (number, json.dumps(spec), now, name))  # fmt: skip
+                             " WHERE name=?", (number, spec.to_json(), now, name))  # fmt: skip
             else:
                 conn.execute(
                     "UPDATE services SET current_release=?, spec_json=?, desired_instances=?,"
                     " blueprint_instances=?, updated_at=? WHERE name=?",
-                    (number, json.dumps(spec), desired, int(spec.get("num_instances", desired)),
-                     now, name),
-                )  # fmt: skip
+                    (number, spec.to_json(), desired, spec.num_instances, now, name),
+                )
 
-    def unpromote(self, row: dict[str, Any], number: int, reason: str) -> None:
-        """In one transaction: undo ``promote`` of ``number`` back to the service ``row`` read
-        before it (its spec, counts and live release)."""
+    def unpromote(self, before: Service, number: int, reason: str) -> None:
+        """In one transaction: undo ``promote`` of ``number`` back to the service as it was
+        read before (its spec, counts and live release)."""
         now = self.clock.now()
         with self.db.tx() as conn:
             conn.execute("UPDATE releases SET status='failed', reason=? WHERE service=? AND"
-                         " number=?", (reason, row["name"], number))  # fmt: skip
-            if row["current_release"] is not None:
+                         " number=?", (reason, before.name, number))  # fmt: skip
+            if before.current_release is not None:
                 conn.execute("UPDATE releases SET status='live' WHERE service=? AND number=?",
-                             (row["name"], row["current_release"]))  # fmt: skip
+                             (before.name, before.current_release))  # fmt: skip
             conn.execute(
                 "UPDATE services SET spec_json=?, desired_instances=?, blueprint_instances=?,"
                 " current_release=?, updated_at=? WHERE name=?",
-                (row["spec_json"], row["desired_instances"], row["blueprint_instances"],
-                 row["current_release"], now, row["name"]),
+                (before.spec.to_json(), before.desired_instances, before.blueprint_instances,
+                 before.current_release, now, before.name),
             )  # fmt: skip
 
     def set_desired(self, name: str, count: int) -> None:
         self.db.execute(
             "UPDATE services SET desired_instances=?, updated_at=? WHERE name=?",
-            count,
-            self.clock.now(),
-            name,
-        )
-
-    def set_current_release(self, name: str, number: int) -> None:
-        self.db.execute(
-            "UPDATE services SET current_release=?, updated_at=? WHERE name=?",
-            number,
-            self.clock.now(),
-            name,
-        )
+            count, self.clock.now(), name,
+        )  # fmt: skip
 
     def used_ports(self) -> set[int]:
         ports = {
-            r["internal_port"]
+            int(r["internal_port"])
             for r in self.db.all(
                 "SELECT internal_port FROM services WHERE internal_port IS NOT NULL"
             )
         }
         ports |= {
-            r["port"]
+            int(r["port"])
             for r in self.db.all(
                 "SELECT port FROM instances WHERE state NOT IN ('stopped', 'failed')"
             )
@@ -168,23 +226,42 @@ class State:
         row = self.db.one("SELECT MAX(number) AS n FROM releases WHERE service = ?", service)
         return int(row["n"] or 0) + 1 if row else 1
 
-    def add_release(self, **values: Any) -> None:
-        values.setdefault("created_at", self.clock.now())
-        cols = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        self.db.execute(f"INSERT INTO releases ({cols}) VALUES ({marks})", *values.values())
+    def add_release(
+        self,
+        *,
+        service: str,
+        number: int,
+        config_digest: str,
+        git_commit: str,
+        git_branch: str,
+        source: str,
+        dir: str,
+        spec: ServiceSpec,
+        env_enc: bytes,
+        deploy_id: int | None,
+    ) -> Release:
+        """Record release ``number`` as building; returns it."""
+        self.db.execute(
+            "INSERT INTO releases (service, number, status, created_at, config_digest,"
+            " git_commit, git_branch, source, dir, spec_json, env_enc, deploy_id)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            service, number, ReleaseStatus.BUILDING, self.clock.now(), config_digest,
+            git_commit, git_branch, source, dir, spec.to_json(), env_enc, deploy_id,
+        )  # fmt: skip
+        return self.release(service, number)
 
-    def release(self, service: str, number: int) -> dict[str, Any]:
+    def release(self, service: str, number: int) -> Release:
         row = self.db.one("SELECT * FROM releases WHERE service=? AND number=?", service, number)
         if row is None:
             raise NotFound(
                 f"Service {service!r} has no release {number}.",
                 fields={"service": service, "release": number},
             )
-        return row
+        return _release(row)
 
-    def releases(self, service: str) -> list[dict[str, Any]]:
-        return self.db.all("SELECT * FROM releases WHERE service=? ORDER BY number DESC", service)
+    def releases(self, service: str) -> list[Release]:
+        rows = self.db.all("SELECT * FROM releases WHERE service=? ORDER BY number DESC", service)
+        return [_release(r) for r in rows]
 
     def mark_deployable(self, service: str, number: int) -> None:
         """Built and past its pre-deploy command: a release rollback may roll out again."""
@@ -198,19 +275,17 @@ class State:
             service, number,
         )  # fmt: skip
 
-    def set_release_status(self, service: str, number: int, status: str, reason: str = "") -> None:
+    def set_release_status(
+        self, service: str, number: int, status: ReleaseStatus, reason: str = ""
+    ) -> None:
         now = self.clock.now()
-        live_at = now if status == "live" else None
+        live_at = now if status == ReleaseStatus.LIVE else None
         self.db.execute(
             "UPDATE releases SET status=?, reason=?, finished_at=COALESCE(finished_at, ?),"
             " live_at=COALESCE(?, live_at) WHERE service=? AND number=?",
-            status,
-            reason,
-            now if status != "building" else None,
-            live_at,
-            service,
-            number,
-        )
+            status, reason, now if status != ReleaseStatus.BUILDING else None, live_at,
+            service, number,
+        )  # fmt: skip
 
     # instances -----------------------------------------------------------------------------
     def add_instance(
@@ -219,103 +294,90 @@ class State:
         self.db.execute(
             "INSERT INTO instances (id, service, release, port, state, log_path, created_at)"
             " VALUES (?,?,?,?,?,?,?)",
-            inst_id,
-            service,
-            release,
-            port,
-            "starting",
-            log_path,
-            self.clock.now(),
-        )
+            inst_id, service, release, port, InstanceState.STARTING, log_path, self.clock.now(),
+        )  # fmt: skip
 
     def instance(self, inst_id: str) -> Instance:
         row = self.db.one("SELECT * FROM instances WHERE id = ?", inst_id)
         if row is None:
             raise NotFound(f"Instance {inst_id!r} does not exist.")
-        return Instance.from_row(row)
+        return _instance(row)
 
     def instances(
-        self, service: str | None = None, states: tuple[str, ...] = ACTIVE_INSTANCE
+        self, service: str | None = None, states: tuple[InstanceState, ...] = ACTIVE_INSTANCE
     ) -> list[Instance]:
-        marks = ",".join("?" for _ in states)
-        sql = f"SELECT * FROM instances WHERE state IN ({marks})"
+        sql = f"SELECT * FROM instances WHERE state IN ({_marks(states)})"
         params: list[Any] = list(states)
         if service is not None:
             sql += " AND service = ?"
             params.append(service)
-        return [Instance.from_row(r) for r in self.db.all(sql + " ORDER BY created_at", *params)]
+        return [_instance(r) for r in self.db.all(sql + " ORDER BY created_at", *params)]
 
-    def transition(self, inst_id: str, from_states: tuple[str, ...], **values: Any) -> bool:
+    def transition(
+        self, inst_id: str, from_states: tuple[InstanceState, ...], **values: Any
+    ) -> bool:
         """Update the instance only if it is still in one of ``from_states`` (compare-and-set),
         so two actors never undo each other. Returns whether it changed."""
-        if "crash_times" in values:
-            values["crash_times"] = json.dumps(list(values["crash_times"]))
+        values = _instance_columns(values)
         sets = ", ".join(f"{k}=?" for k in values)
-        marks = ",".join("?" for _ in from_states)
         with self.db.tx() as conn:
             cur = conn.execute(
-                f"UPDATE instances SET {sets} WHERE id=? AND state IN ({marks})",
+                f"UPDATE instances SET {sets} WHERE id=? AND state IN ({_marks(from_states)})",
                 (*values.values(), inst_id, *from_states),
             )
             return cur.rowcount == 1
 
     def update_instance(self, inst_id: str, **values: Any) -> None:
-        if "crash_times" in values:
-            values["crash_times"] = json.dumps(list(values["crash_times"]))
+        values = _instance_columns(values)
         sets = ", ".join(f"{k}=?" for k in values)
         self.db.execute(f"UPDATE instances SET {sets} WHERE id=?", *values.values(), inst_id)
 
-    # deploys -------------------------------------------------------------------------------
-    def add_deploy(self, kind: str, target: str) -> int:
+    # operations ----------------------------------------------------------------------------
+    def add_deploy(self, kind: OperationKind, target: str) -> int:
         return self.db.execute(
             "INSERT INTO deploys (kind, target, status, created_at) VALUES (?,?,?,?)",
-            kind,
-            target,
-            "running",
-            self.clock.now(),
-        )
+            kind, target, OperationStatus.RUNNING, self.clock.now(),
+        )  # fmt: skip
 
     def finish_deploy(
-        self, deploy_id: int, status: str, error: str, result: dict[str, Any], code: str = ""
+        self,
+        deploy_id: int,
+        status: OperationStatus,
+        error: str,
+        result: dict[str, ServiceOutcome],
+        code: str = "",
     ) -> None:
         """``code``: the ShipyardError code of the first failure ("" when it succeeded)."""
         self.db.execute(
             "UPDATE deploys SET status=?, error=?, error_code=?, finished_at=?, result_json=?"
             " WHERE id=?",
-            status,
-            error,
-            code,
-            self.clock.now(),
-            json.dumps(result),
-            deploy_id,
-        )
+            status, error, code, self.clock.now(),
+            json.dumps({name: vars(outcome) for name, outcome in result.items()}), deploy_id,
+        )  # fmt: skip
 
-    def deploy(self, deploy_id: int) -> dict[str, Any]:
+    def deploy(self, deploy_id: int) -> Operation:
         row = self.db.one("SELECT * FROM deploys WHERE id=?", deploy_id)
         if row is None:
             raise NotFound(f"Deploy {deploy_id} does not exist.")
-        row["result"] = json.loads(row.pop("result_json"))
-        return row
+        return _operation(row)
 
-    def running_deploys(self) -> list[dict[str, Any]]:
-        return self.db.all("SELECT * FROM deploys WHERE status = 'running'")
+    def running_deploys(self) -> list[Operation]:
+        rows = self.db.all("SELECT * FROM deploys WHERE status = ?", OperationStatus.RUNNING)
+        return [_operation(r) for r in rows]
 
     def add_event(
         self, deploy_id: int, message: str, service: str = "", level: str = "info"
     ) -> None:
         self.db.execute(
             "INSERT INTO deploy_events (deploy_id, ts, service, level, message) VALUES (?,?,?,?,?)",
-            deploy_id,
-            self.clock.now(),
-            service,
-            level,
-            message,
-        )
+            deploy_id, self.clock.now(), service, level, message,
+        )  # fmt: skip
 
-    def events(self, deploy_id: int, after: int = 0) -> list[dict[str, Any]]:
-        return self.db.all(
+    def events(self, deploy_id: int, after: int = 0) -> list[Event]:
+        rows = self.db.all(
             "SELECT * FROM deploy_events WHERE deploy_id=? AND id>? ORDER BY id", deploy_id, after
         )
+        return [Event(**r) for r in rows]
 
     # generated values ----------------------------------------------------------------------
     def generated_values(self, service: str) -> dict[str, bytes]:
@@ -330,3 +392,18 @@ class State:
                     " VALUES (?,?,?)",
                     (service, key, token),
                 )
+
+
+_INSTANCE_COLUMNS = frozenset(
+    ("port", "pid", "start_time", "state", "restarts", "last_exit", "restart_at", "crash_times",
+     "started_at")
+)  # fmt: skip
+
+
+def _instance_columns(values: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(values) - _INSTANCE_COLUMNS
+    if unknown:
+        raise ValueError(f"not an instance column: {', '.join(sorted(unknown))}")
+    if "crash_times" in values:
+        values = {**values, "crash_times": json.dumps(list(values["crash_times"]))}
+    return values

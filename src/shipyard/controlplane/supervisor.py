@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from shipyard.controlplane.claims import Claims
@@ -24,16 +25,16 @@ from shipyard.controlplane.instances import (
     wait_healthy,
 )
 from shipyard.controlplane.routing import desired_table, sync_routes
-from shipyard.controlplane.state import Instance
 from shipyard.drivers.local.logfiles import rotate_if_larger
 from shipyard.errors import ShipyardError
+from shipyard.records import Instance, InstanceState
 
 log = logging.getLogger("shipyard.supervisor")
 # Render: ~15 s of failed checks takes an instance out of routing (HAProxy's `fall` does that
 # here), ~60 s restarts it.
 UNHEALTHY_RESTART_S = 60.0
 RECONCILE_EVERY = 20  # ticks
-LEFTOVER = ("starting", "draining", "stopping")
+LEFTOVER = (InstanceState.STARTING, InstanceState.DRAINING, InstanceState.STOPPING)
 
 
 class Supervisor:
@@ -71,13 +72,13 @@ class Supervisor:
         now = self.ctx.clock.now()
         self._keep_edge_up()
         changed = False
-        for inst in self.ctx.state.instances(states=("running", "crashed")):
-            if inst.state == "running" and not self.ctx.runtime.alive(handle_of(inst)):
+        for inst in self.ctx.state.instances(states=(InstanceState.RUNNING, InstanceState.CRASHED)):
+            if inst.state == InstanceState.RUNNING and not self.ctx.runtime.alive(handle_of(inst)):
                 changed |= self._record_crash(inst, now)
-            elif inst.state == "running" and self._unhealthy_too_long(inst, now):
+            elif inst.state == InstanceState.RUNNING and self._unhealthy_too_long(inst, now):
                 changed |= self._restart_unhealthy(inst, now)
             elif (
-                inst.state == "crashed"
+                inst.state == InstanceState.CRASHED
                 and inst.id not in self._restarting
                 and (inst.restart_at or 0) <= now
                 and not self.claims.busy(inst.service)
@@ -95,7 +96,7 @@ class Supervisor:
         for inst in self.ctx.state.instances():
             if rotate_if_larger(Path(inst.log_path)):
                 log.info("rotated the log of %s", inst.id)
-        for inst in self.ctx.state.instances(states=(*LEFTOVER, "restarting")):
+        for inst in self.ctx.state.instances(states=(*LEFTOVER, InstanceState.RESTARTING)):
             if inst.id in self._restarting:
                 continue  # a restart thread owns it
             owner = f"cleanup of {inst.id}"
@@ -109,17 +110,17 @@ class Supervisor:
 
     def _clean_up(self, inst: Instance) -> None:
         """An instance left half-way by an operation (or a restart) that failed."""
-        if inst.state == "restarting":
+        if inst.state == InstanceState.RESTARTING:
             log.warning("restart of %s was left unfinished: retrying it", inst.id)
             self.ctx.runtime.stop(handle_of(inst), 5.0)
             self._back_to_crashed(inst.id, "restart left unfinished")
             return
         log.warning("stopping %s, left %s by an operation that failed", inst.id, inst.state)
-        if inst.state == "draining":
+        if inst.state == InstanceState.DRAINING:
             svc = self.ctx.state.service(inst.service)
             drain_and_stop(self.ctx, svc, [inst], log_emitter(log))
             return
-        self.ctx.state.transition(inst.id, LEFTOVER, state="stopping")
+        self.ctx.state.transition(inst.id, LEFTOVER, state=InstanceState.STOPPING)
         sync_routes(self.ctx)
         stop_all(self.ctx, [inst], grace_s=10.0)
 
@@ -176,7 +177,7 @@ class Supervisor:
         crashes = (*self.ctx.policy.recent(inst.crash_times, now), now)
         delay = self.ctx.policy.delay(crashes, now)
         changed = self.ctx.state.transition(
-            inst.id, ("running",), state="crashed", last_exit=exit_text, crash_times=crashes,
+            inst.id, (InstanceState.RUNNING,), state=InstanceState.CRASHED, last_exit=exit_text, crash_times=crashes,
             restart_at=now + delay,
         )  # fmt: skip
         if changed:
@@ -206,7 +207,7 @@ class Supervisor:
             release = self.ctx.state.release(inst.service, inst.release)
             svc = self.ctx.state.service(inst.service)
             failures = wait_healthy(
-                self.ctx, {**svc, "spec_json": release["spec_json"]}, [restarted], log_emitter(log)
+                self.ctx, replace(svc, spec=release.spec), [restarted], log_emitter(log)
             )
             self._finish(restarted, ok=not failures)
         except Exception as exc:
@@ -220,7 +221,7 @@ class Supervisor:
         current = self.ctx.state.instance(inst_id)
         crashes = (*self.ctx.policy.recent(current.crash_times, now), now)
         self.ctx.state.transition(
-            inst_id, ("restarting",), state="crashed", last_exit=reason, crash_times=crashes,
+            inst_id, (InstanceState.RESTARTING,), state=InstanceState.CRASHED, last_exit=reason, crash_times=crashes,
             restart_at=now + self.ctx.policy.delay(crashes, now),
         )  # fmt: skip
 
@@ -231,11 +232,16 @@ class Supervisor:
             return None  # an operation owns the service; the next tick looks again
         try:
             svc = self.ctx.state.service(inst.service)
-            if svc["current_release"] != inst.release:
-                self.ctx.state.transition(inst.id, ("crashed",), state="stopped")
+            if svc.current_release != inst.release:
+                self.ctx.state.transition(
+                    inst.id, (InstanceState.CRASHED,), state=InstanceState.STOPPED
+                )
                 return None
             if not self.ctx.state.transition(
-                inst.id, ("crashed",), state="restarting", restarts=inst.restarts + 1
+                inst.id,
+                (InstanceState.CRASHED,),
+                state=InstanceState.RESTARTING,
+                restarts=inst.restarts + 1,
             ):
                 return None
             release = self.ctx.state.release(inst.service, inst.release)
@@ -245,7 +251,9 @@ class Supervisor:
 
     def _finish(self, inst: Instance, ok: bool) -> None:
         if ok:
-            if self.ctx.state.transition(inst.id, ("restarting",), state="running"):
+            if self.ctx.state.transition(
+                inst.id, (InstanceState.RESTARTING,), state=InstanceState.RUNNING
+            ):
                 sync_routes(self.ctx)
             return  # else an operation took the instance over and stops it by its current pid
         self.ctx.runtime.stop(handle_of(inst), 5.0)

@@ -1,84 +1,109 @@
-"""Read models for the API: services with their instances, releases, deploys. No secrets:
-env vars are listed by key only."""
+"""Read models for the API (apimodels.py) built from state records. No secrets: env vars are
+listed by key only."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from shipyard.controlplane.context import Context
-from shipyard.controlplane.state import Instance
-
-RELEASE_FIELDS = (
-    "number",
-    "status",
-    "reason",
-    "created_at",
-    "finished_at",
-    "live_at",
-    "config_digest",
-    "git_commit",
-    "git_branch",
-    "source",
-    "deploy_id",
-    "deployable",
-    "pruned",
+from shipyard.apimodels import (
+    EventsPage,
+    EventView,
+    InstanceView,
+    OperationView,
+    OutcomeView,
+    ReleaseView,
+    ServiceStatus,
+    ServiceView,
 )
+from shipyard.controlplane.context import Context
+from shipyard.records import Event, Instance, InstanceState, Operation, Release, Service
 
 
-def instance_view(ctx: Context, inst: Instance) -> dict[str, Any]:
+def instance_view(ctx: Context, inst: Instance) -> InstanceView:
     now = ctx.clock.now()
-    return {
-        "id": inst.id,
-        "release": inst.release,
-        "state": inst.state,
-        "port": inst.port,
-        "pid": inst.pid,
-        "restarts": inst.restarts,
-        "last_exit": inst.last_exit,
-        "crash_loop": ctx.policy.crash_looping(inst.crash_times, now),
-        "restart_in": max(0.0, (inst.restart_at or now) - now) if inst.state == "crashed" else None,
-        "started_at": inst.started_at,
-    }
+    crashed = inst.state == InstanceState.CRASHED
+    return InstanceView(
+        id=inst.id,
+        release=inst.release,
+        state=inst.state,
+        port=inst.port,
+        pid=inst.pid,
+        restarts=inst.restarts,
+        last_exit=inst.last_exit,
+        crash_loop=ctx.policy.crash_looping(inst.crash_times, now),
+        restart_in=max(0.0, (inst.restart_at or now) - now) if crashed else None,
+        started_at=inst.started_at,
+    )
 
 
-def service_view(ctx: Context, svc: dict[str, Any], busy: bool) -> dict[str, Any]:
-    spec = json.loads(svc["spec_json"])
-    instances = [instance_view(ctx, i) for i in ctx.state.instances(svc["name"])]
-    running = sum(1 for i in instances if i["state"] == "running")
-    view: dict[str, Any] = {
-        "name": svc["name"],
-        "type": svc["type"],
-        "runtime": spec.get("runtime"),
-        "blueprint": svc["blueprint_path"],
-        "current_release": svc["current_release"],
-        "desired_instances": svc["desired_instances"],
-        "running_instances": running,
-        "status": _status(svc, instances, running, busy),
-        "env_keys": sorted(str(e["key"]) for e in spec.get("env_vars", ()) if e.get("key")),
-        "instances": instances,
-    }
-    if svc["type"] == "web":
-        view["url"] = ctx.settings.public_url(svc["name"])
-        view["domains"] = list(spec.get("domains", ()))
-    if svc["internal_port"] is not None:
-        view["internal_hostport"] = f"127.0.0.1:{svc['internal_port']}"
-    return view
+def service_view(ctx: Context, svc: Service, busy: bool) -> ServiceView:
+    instances = [instance_view(ctx, i) for i in ctx.state.instances(svc.name)]
+    running = sum(1 for i in instances if i.state == InstanceState.RUNNING)
+    web = svc.type == "web"
+    return ServiceView(
+        name=svc.name,
+        type=svc.type,
+        runtime=svc.spec.runtime,
+        blueprint=svc.blueprint_path,
+        current_release=svc.current_release,
+        desired_instances=svc.desired_instances,
+        running_instances=running,
+        status=_status(svc, instances, running, busy),
+        env_keys=svc.spec.env_keys,
+        instances=instances,
+        url=ctx.settings.public_url(svc.name) if web else None,
+        domains=list(svc.spec.domains) if web else None,
+        internal_hostport=(
+            f"127.0.0.1:{svc.internal_port}" if svc.internal_port is not None else None
+        ),
+    )
 
 
-def _status(svc: dict[str, Any], instances: list[dict[str, Any]], running: int, busy: bool) -> str:
+def _status(svc: Service, instances: list[InstanceView], running: int, busy: bool) -> ServiceStatus:
     if busy:
         return "deploying"
-    if svc["current_release"] is None:
+    if not svc.deployed:
         return "not deployed"
-    if any(i["crash_loop"] for i in instances):
+    if any(i.crash_loop for i in instances):
         return "crash-loop"
-    if running >= svc["desired_instances"]:
+    if running >= svc.desired_instances:
         return "live"
     return "degraded" if running else "down"
 
 
-def release_view(row: dict[str, Any], current: int | None) -> dict[str, Any]:
-    view = {k: row[k] for k in RELEASE_FIELDS}
-    view["current"] = row["number"] == current
-    return view
+def release_view(release: Release, current: int | None) -> ReleaseView:
+    return ReleaseView(
+        number=release.number,
+        status=release.status,
+        reason=release.reason,
+        created_at=release.created_at,
+        finished_at=release.finished_at,
+        live_at=release.live_at,
+        config_digest=release.config_digest,
+        git_commit=release.git_commit,
+        git_branch=release.git_branch,
+        source=release.source,
+        deploy_id=release.deploy_id,
+        deployable=release.deployable,
+        pruned=release.pruned,
+        current=release.number == current,
+    )
+
+
+def operation_view(op: Operation) -> OperationView:
+    return OperationView(
+        id=op.id,
+        kind=op.kind,
+        target=op.target,
+        status=op.status.value,
+        error=op.error,
+        error_code=op.error_code,
+        created_at=op.created_at,
+        finished_at=op.finished_at,
+        result={name: OutcomeView(**vars(outcome)) for name, outcome in op.result.items()},
+    )
+
+
+def events_page(op: Operation, events: list[Event]) -> EventsPage:
+    return EventsPage(
+        deploy=operation_view(op),
+        events=[EventView(**vars(e)) for e in events],
+    )

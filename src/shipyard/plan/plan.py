@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from shipyard.blueprint.spec import ServiceSpec
@@ -21,6 +21,7 @@ FIELD_NAMES = {
     "num_instances": "numInstances",
     "max_shutdown_delay_seconds": "maxShutdownDelaySeconds",
     "env_vars": "envVars",
+    "env_digests": "envVars",
     "domains": "domains",
     "health_check_timeout_seconds": "healthCheckTimeoutSeconds",
     "drain_timeout_seconds": "drainTimeoutSeconds",
@@ -66,15 +67,15 @@ class Plan:
 
 def make_plan(
     services: Sequence[ServiceSpec],
-    specs: Mapping[str, dict[str, Any]],
-    live_specs: Mapping[str, dict[str, Any]],
+    specs: Mapping[str, ServiceSpec],
+    live_specs: Mapping[str, ServiceSpec],
     known_types: Mapping[str, str],
     blueprint_services: Sequence[str] = (),
 ) -> Plan:
     """Compare the Blueprint's services with the live spec of each deployed service.
 
     ``specs``: service -> the stored (redacted) form of the Blueprint's spec;
-    ``live_specs``: service -> spec dict of its live release; ``known_types``: every service in
+    ``live_specs``: service -> the stored spec of its live release; ``known_types``: every service in
     state -> its type; ``blueprint_services``: services previously deployed from this Blueprint
     (those missing now are orphans: kept running, reported).
     """
@@ -94,9 +95,13 @@ def make_plan(
             steps.append(PlanStep(spec.name, spec.type, "create"))
             continue
         changed = tuple(
-            FIELD_NAMES.get(key, key)
-            for key in sorted(set(new) | set(old))
-            if new.get(key) != old.get(key)
+            sorted(
+                {
+                    FIELD_NAMES.get(f.name, f.name)
+                    for f in fields(ServiceSpec)
+                    if getattr(new, f.name) != getattr(old, f.name)
+                }
+            )
         )
         steps.append(PlanStep(spec.name, spec.type, "update" if changed else "redeploy", changed))
     wanted = {s.name for s in services}

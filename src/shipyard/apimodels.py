@@ -1,0 +1,195 @@
+"""The REST API's request and response bodies, shared by the server (``controlplane/api.py``),
+the typed client (``client.py``) and, later, the dashboard. The OpenAPI description is generated
+from these: what they accept, the server accepts; what they describe, the server returns."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+class SourceBody(Model):
+    blueprint: str | None = Field(
+        None, description="Blueprint file or directory: an absolute path, or with `repo` a path "
+        "inside the repository (default: shipyard.yaml or render.yaml at its root)",
+    )  # fmt: skip
+    repo: str | None = Field(None, description="git repository URL or path")
+    branch: str | None = Field(None, description="branch of `repo` (default: main)")
+
+    @model_validator(mode="after")
+    def _source_is_explicit(self) -> SourceBody:
+        # The daemon's working directory is nobody's business: say where the source is.
+        if self.repo is None and not (self.blueprint and self.blueprint.startswith("/")):
+            raise ValueError("give `blueprint` as an absolute path, or `repo`")
+        if self.branch is not None and self.repo is None:
+            raise ValueError("`branch` needs `repo`")
+        return self
+
+
+class DeployBody(SourceBody):
+    services: list[str] | None = Field(None, description="deploy only these services")
+
+
+class RollbackBody(Model):
+    to: int | None = Field(None, ge=1, description="release number (default: the last good one)")
+
+
+class ScaleBody(Model):
+    instances: int = Field(ge=1, le=100)
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+class ErrorBody(Model):
+    """Every error: a stable ``code`` (the client rebuilds the same exception class from it),
+    a message saying what is wrong, where and what to do, and structured ``fields``."""
+
+    code: str
+    msg: str
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class Health(Model):
+    status: Literal["ok"]
+    version: str
+
+
+class InstanceView(Model):
+    id: str
+    release: int
+    state: str
+    port: int
+    pid: int | None
+    restarts: int
+    last_exit: str
+    crash_loop: bool
+    restart_in: float | None = Field(description="seconds until a crashed instance restarts")
+    started_at: float | None
+
+
+ServiceStatus = Literal["deploying", "not deployed", "crash-loop", "live", "degraded", "down"]
+
+
+class ServiceView(Model):
+    name: str
+    type: str
+    runtime: str
+    blueprint: str
+    current_release: int | None
+    desired_instances: int
+    running_instances: int
+    status: ServiceStatus
+    env_keys: list[str] = Field(description="env var keys only: values are never returned")
+    instances: list[InstanceView]
+    url: str | None = Field(None, description="web services: the public URL")
+    domains: list[str] | None = Field(None, description="web services: custom domains")
+    internal_hostport: str | None = Field(
+        None, description="web and private services: the address other services use"
+    )
+
+
+class ReleaseView(Model):
+    number: int
+    status: str
+    reason: str
+    created_at: float
+    finished_at: float | None
+    live_at: float | None
+    config_digest: str
+    git_commit: str
+    git_branch: str
+    source: str
+    deploy_id: int | None
+    deployable: bool
+    pruned: bool
+    current: bool
+
+
+class OutcomeView(Model):
+    status: Literal["ok", "failed"]
+    error: str = ""
+    code: str = ""
+    release: int | None = None
+    instances: int | None = None
+
+
+class OperationView(Model):
+    id: int
+    kind: str
+    target: str
+    status: Literal["running", "succeeded", "failed", "cancelled"]
+    error: str
+    error_code: str = Field(description="the error code of the first failure, e.g. build_failed")
+    created_at: float
+    finished_at: float | None
+    result: dict[str, OutcomeView]
+
+
+class EventView(Model):
+    id: int
+    deploy_id: int
+    ts: float
+    service: str
+    level: Literal["info", "warning", "error"]
+    message: str
+
+
+class EventsPage(Model):
+    deploy: OperationView
+    events: list[EventView]
+
+
+class PlanStepView(Model):
+    service: str
+    type: str
+    action: Literal["create", "update", "redeploy"]
+    changes: list[str]
+
+
+class NoticeView(Model):
+    location: str
+    path: str
+    message: str
+
+
+class PlanView(Model):
+    blueprint: str
+    source: str
+    commit: str
+    steps: list[PlanStepView]
+    orphans: list[str]
+    problems: list[str]
+    notices: list[NoticeView]
+
+
+class DeployAccepted(PlanView):
+    id: int
+
+
+class RollbackAccepted(Model):
+    id: int
+    service: str
+    release: int
+
+
+class ScaleAccepted(Model):
+    id: int
+    service: str
+    instances: int
+
+
+class LogLines(Model):
+    lines: list[str]
+
+
+class ShutdownAccepted(Model):
+    status: Literal["stopping"]

@@ -1,0 +1,172 @@
+"""The control plane's records: services, releases, instances, operations and their events.
+
+Typed, immutable, with StrEnum statuses. The state store (``controlplane/state.py``) reads and
+writes them; the stages (``rollout/``, ``run/``, ``route/``) and the API views take them. A
+record is a snapshot read in one short transaction: re-read it before acting on a field another
+actor may have changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from shipyard.blueprint.spec import ServiceSpec
+
+ServiceType = Literal["web", "pserv", "worker"]
+
+
+class ReleaseStatus(StrEnum):
+    """building -> built -> deploying -> live -> superseded | rolled-back;
+    building -> build-failed; built/deploying -> failed."""
+
+    BUILDING = "building"
+    BUILD_FAILED = "build-failed"
+    BUILT = "built"
+    DEPLOYING = "deploying"
+    LIVE = "live"
+    SUPERSEDED = "superseded"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+
+
+UNFINISHED_RELEASE = (ReleaseStatus.BUILDING, ReleaseStatus.BUILT, ReleaseStatus.DEPLOYING)
+
+
+class InstanceState(StrEnum):
+    """Only RUNNING and DRAINING instances are in the routing table."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    CRASHED = "crashed"
+    RESTARTING = "restarting"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+# Instances that have (or may again have) a process.
+ACTIVE_INSTANCE = (
+    InstanceState.STARTING,
+    InstanceState.RUNNING,
+    InstanceState.DRAINING,
+    InstanceState.CRASHED,
+    InstanceState.RESTARTING,
+    InstanceState.STOPPING,
+)
+# The instances that make up a release's presence: routed, or on their way (back) to it.
+OF_RELEASE = (
+    InstanceState.RUNNING,
+    InstanceState.CRASHED,
+    InstanceState.RESTARTING,
+    InstanceState.STARTING,
+)
+
+
+class OperationStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class OperationKind(StrEnum):
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+    SCALE = "scale"
+    CONVERGE = "converge"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    type: ServiceType
+    spec: ServiceSpec  # the live release's (stored, redacted) spec; the Blueprint's until then
+    blueprint_path: str  # stable id of the Blueprint it was deployed from
+    desired_instances: int
+    blueprint_instances: int  # numInstances of the Blueprint when last deployed from it
+    internal_port: int | None  # the stable internal listener (web and pserv)
+    current_release: int | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def deployed(self) -> bool:
+        return self.current_release is not None
+
+
+@dataclass(frozen=True)
+class Release:
+    service: str
+    number: int
+    status: ReleaseStatus
+    reason: str
+    created_at: float
+    finished_at: float | None
+    live_at: float | None
+    config_digest: str
+    git_commit: str
+    git_branch: str
+    source: str
+    dir: str
+    spec: ServiceSpec
+    env_enc: bytes = field(repr=False)  # Fernet token of the resolved env (secret)
+    deploy_id: int | None
+    deployable: bool  # built and past its pre-deploy command: rollback may use it
+    pruned: bool  # its artifact was removed by retention
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    service: str
+    release: int
+    port: int
+    pid: int | None
+    start_time: int | None
+    state: InstanceState
+    restarts: int
+    last_exit: str
+    restart_at: float | None
+    crash_times: tuple[float, ...]
+    log_path: str
+    created_at: float
+    started_at: float | None
+
+
+@dataclass(frozen=True)
+class ServiceOutcome:
+    """How an operation ended for one service."""
+
+    status: Literal["ok", "failed"]
+    error: str = ""
+    code: str = ""  # the ShipyardError code of the failure
+    release: int | None = None
+    instances: int | None = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A deploy, rollback, scale or converge: one row, its events, its outcome per service."""
+
+    id: int
+    kind: OperationKind
+    target: str
+    status: OperationStatus
+    error: str
+    error_code: str
+    created_at: float
+    finished_at: float | None
+    result: dict[str, ServiceOutcome]
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    deploy_id: int
+    ts: float
+    service: str
+    level: Literal["info", "warning", "error"]
+    message: str
