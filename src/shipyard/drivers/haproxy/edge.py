@@ -16,9 +16,16 @@ each), so that a reload (which re-reads them) never forgets anything:
 - ``server-state``: dumped before each reload so server states survive it.
 
 ``apply`` changes at runtime whatever HAProxy 2.6 can change at runtime: servers (``add/del
-server``, states), host and port routing, health check paths and hosts (``add/set/del map``).
-It reloads (hitless: ``expose-fd listeners``) only when the config skeleton changes: a pool has
-no spare slot left, an internal port falls outside the bound ranges, or the options changed.
+server``, states, addresses), host and port routing (adding or removing a service, a domain,
+moving a service between pools), health check paths and Host headers (``add/set/del map``).
+What still needs a reload (hitless: ``expose-fd listeners``; one reload tops every pool and the
+port region up again, see layout.compact), because 2.6 cannot create backends or listeners:
+
+- a pool without a spare slot (by default 16 spare, or 25 % of the pool, whichever is more);
+- an internal port outside the bound ranges: above the port region's headroom, or any new port
+  when no port base is configured (ports that stop being used stay bound until a reload);
+- other options (public bind address/port, maxconn, directory) and the first start; adopting a
+  proxy started with a config of an older layout.
 
 Apply is incremental: the runtime state of the last successful apply is kept in memory and only
 the difference is sent and verified; after adoption, a reload, a restart of HAProxy or any
