@@ -257,3 +257,22 @@ def _wait(predicate: object, timeout: float = 3.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+def test_start_with_an_empty_table_then_route(tmp_path: Path) -> None:
+    opts = EdgeOptions(dir=tmp_path / "edge", http_port=free_port())
+    edge = HAProxyEdge(opts, haproxy_bin=str(HAPROXY))
+    with backend_apps("e1") as apps:
+        try:
+            edge.ensure_running(RoutingTable())  # no internal port: no internal frontend
+            assert http_get(opts.http_port, "/", "e.test")[0] == 404
+            edge.ensure_running(RoutingTable())  # a full sync of a config without ports.map
+            server = Server("e1", "127.0.0.1", apps["e1"].port)
+            port = free_port()
+            edge.apply(RoutingTable((Backend("e", "http", port, ("e.test",), servers=(server,)),)))
+            assert http_get(opts.http_port, "/", "e.test") == (200, "e1 http\n")
+            assert http_get(port)[1].startswith("e1 ")
+            edge.apply(RoutingTable())
+            assert http_get(opts.http_port, "/", "e.test")[0] == 404
+        finally:
+            edge.stop(timeout=2)

@@ -410,7 +410,12 @@ class HAProxyEdge:
             for slot, by_name in rows.items()
             if parse_slot(slot) is not None
         }
-        maps = {name: runtime.show_map(self._admin, self._opts.map_path(name)) for name in MAPS}
+        loaded = self._loaded_skeleton() or ""
+        maps = {
+            name: runtime.show_map(self._admin, path) if f"map({path}" in loaded else {}
+            for name in MAPS
+            for path in [self._opts.map_path(name)]
+        }  # a map the config does not use (no internal port bound yet) is unknown to HAProxy
         return Current(servers, maps)
 
     def _verify(self, want: Desired, plan: SyncPlan) -> bool:
