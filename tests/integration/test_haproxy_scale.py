@@ -94,12 +94,22 @@ def test_growing_to_five_hundred_one_service_at_a_time(
             status, body = http_get(edge.opts.http_port, "/", f"{name}.test")
             assert (status, body.split()[0]) == (200, name)
         quiet = sorted(times)[len(times) // 2]
+        table = services(apps, base, COUNT)
+        t0 = time.monotonic()
+        for _ in range(10):
+            edge.apply(table)  # at rest: nothing changed
+        at_rest = (time.monotonic() - t0) / 10
+        t0 = time.monotonic()
+        stats = edge.all_server_stats()
+        one_stat = time.monotonic() - t0
+        assert len(stats) == COUNT
         print(
             f"\n1 -> {COUNT} services one at a time: {total:.1f} s in all, median apply"
             f" {quiet * 1000:.1f} ms, slowest {max(times) * 1000:.0f} ms, last 10 applies"
             f" {sum(times[-10:]) * 100:.1f} ms each, {grown} reloads,"
             f" admin connections {edge.admin.connects}, pools {dict(edge.layout().pools)},"
-            f" ports {edge.layout().port_ranges()}"
+            f" ports {edge.layout().port_ranges()}; apply at rest {at_rest * 1000:.1f} ms;"
+            f" all_server_stats for {COUNT} servers {one_stat * 1000:.1f} ms"
         )
         assert grown <= 25  # pools and ports grow geometrically: O(log n) reloads
     finally:

@@ -113,6 +113,7 @@ class HAProxyEdge:
         self._loaded: str | None = None  # cache of haproxy.cfg.loaded
         self._last: Current | None = None  # the runtime state after the last successful apply
         self._last_proc: tuple[int, int] | None = None  # (master pid, reloads) at that time
+        self._last_table: RoutingTable | None = None  # the table of that apply
         self._written: dict[Path, str] = {}
 
     @property
@@ -250,6 +251,9 @@ class HAProxyEdge:
                 raise
 
     def _apply(self, table: RoutingTable, proc: runtime.ProcInfo) -> None:
+        same_proxy = self._last_proc == (proc.master_pid, proc.reloads)
+        if self._last is not None and same_proxy and table == self._last_table:
+            return  # at rest: nothing changed since the last successful apply
         layout, text, reload_needed = self._plan(table)
         want = desired(table, layout)
         maps = render_maps(want.maps)
@@ -263,6 +267,7 @@ class HAProxyEdge:
             full = self._last is None or self._last_proc != (proc.master_pid, proc.reloads)
         self._sync(want, full)
         self._last_proc = (proc.master_pid, proc.reloads)
+        self._last_table = table
 
     def check(self, table: RoutingTable) -> None:
         """Raise EdgeError if ``table`` could not be applied; changes nothing (see Router)."""
