@@ -126,8 +126,9 @@ def test_failed_reload_keeps_the_old_worker_and_file(env: Env) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        taken = RoutingTable((*good.backends, Backend("taken", "http", busy.getsockname()[1])))
-        with pytest.raises(EdgeError, match="could not load"):
+        port = busy.getsockname()[1]
+        taken = RoutingTable((*good.backends, Backend("taken", "http", port)))
+        with pytest.raises(EdgeError, match=f"could not load.*127.0.0.1:{port} in use"):
             env.edge.apply(taken)
     assert env.opts.config_path.read_text() == before
     assert env.worker() == worker and env.get("app.test")[0] == 200
@@ -194,6 +195,15 @@ def test_second_edge_adopts_the_running_master(env: Env) -> None:
     assert adopter.reloads() == reloads
     assert adopter.layout().slots == env.edge.layout().slots
     assert env.get("app.test") == (200, "a1 http\n")
+
+
+def test_a_lost_loaded_marker_costs_one_reload(env: Env) -> None:
+    (env.opts.dir / "haproxy.cfg.loaded").unlink()  # as if a daemon died right after a start
+    adopter = HAProxyEdge(env.opts, haproxy_bin=str(HAPROXY))
+    reloads = adopter.reloads()
+    adopter.ensure_running(env.table(env.server("a1"), other=True))  # our own ports: not busy
+    assert adopter.reloads() == reloads + 1
+    assert env.get("app.test") == (200, "a1 http\n") and env.get("other.test")[0] == 503
 
 
 def test_no_failed_request_while_servers_change_and_reload(env: Env) -> None:

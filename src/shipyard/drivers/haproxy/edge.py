@@ -254,6 +254,8 @@ class HAProxyEdge:
         same_proxy = self._last_proc == (proc.master_pid, proc.reloads)
         if self._last is not None and same_proxy and table == self._last_table:
             return  # at rest: nothing changed since the last successful apply
+        if not same_proxy:  # restarted or reloaded by someone else: pooled connections may
+            self._admin.reset()  # reach a worker that is stopping
         layout, text, reload_needed = self._plan(table)
         want = desired(table, layout)
         maps = render_maps(want.maps)
@@ -311,27 +313,31 @@ class HAProxyEdge:
         if proc.returncode != 0:
             output = f"{proc.stderr}\n{proc.stdout}".replace(str(cfg), "haproxy.cfg")
             output = output.replace(str(scratch), str(self._opts.dir))
-            message = check_message(output, text, proc.returncode)
+            message = check_message(output, text.replace(str(scratch), str(self._opts.dir)),
+                                    proc.returncode)  # fmt: skip
             raise EdgeError(f"HAProxy rejected the generated config: {message}")
 
     def _reload_with(self, layout: Layout, text: str, maps: Mapping[MapName, str]) -> None:
         """Write the files, reload; if the reload fails, put the previous files back (the old
         worker keeps serving them)."""
-        busy = [p for p in bound_ports(text) - bound_ports(self._loaded_skeleton() or "")]
-        busy = [p for p in sorted(busy) if not bindable(p)]
-        if busy:
-            ports = ", ".join(f"127.0.0.1:{p}" for p in busy[:10])
-            raise EdgeError(
-                f"HAProxy could not load the new config: {ports} in use by another process;"
-                " the previous config keeps serving",
-                fields={"ports": busy},
-            )
         paths = [self._opts.config_path, self._opts.layout_file]
         paths += [self._opts.map_path(name) for name in MAPS]
         backup = {path: read_text(path) for path in paths}
+        ours = bound_ports(self._loaded_skeleton() or "") | bound_ports(backup[paths[0]] or "")
+        busy = sorted(p for p in bound_ports(text) - ours if not bindable(p))  # a diagnosis only
         try:
             self._write_files(layout, text, maps)
-            self._reload()
+            try:
+                self._reload()
+            except EdgeError as exc:
+                if busy and "could not load" in exc.message:
+                    ports = ", ".join(f"127.0.0.1:{p}" for p in busy[:10])
+                    raise EdgeError(
+                        f"HAProxy could not load the new config: {ports} in use by another"
+                        " process; the previous config keeps serving",
+                        fields={"ports": busy},
+                    ) from exc
+                raise
         except BaseException:
             self._written.clear()
             for path, previous in backup.items():
