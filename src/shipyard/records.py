@@ -134,6 +134,12 @@ class Instance:
     log_path: str
     created_at: float
     started_at: float | None
+    assigned_port: int | None = None  # the $PORT it was given (port: the one it listens on)
+
+    @property
+    def fixed_port(self) -> bool:
+        """The app ignored $PORT and listens on a port of its own choosing."""
+        return self.assigned_port is not None and self.port != self.assigned_port
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,11 @@ class Settings:
     def public_host(self, service: str) -> str:
         return f"{service}.localhost"
 
+    def external_host(self, service_type: str, service: str) -> str:
+        """RENDER_EXTERNAL_HOSTNAME: the public host of a web service, else its name; health
+        checks send it as Host (Django's ALLOWED_HOSTS is often set to it)."""
+        return self.public_host(service) if service_type == "web" else service
+
     def public_url(self, service: str) -> str:
         port = "" if self.http_port == 80 else f":{self.http_port}"
         return f"http://{self.public_host(service)}{port}"

@@ -18,16 +18,16 @@ from pathlib import Path
 
 from shipyard.blueprint.spec import ServiceSpec
 from shipyard.clock import FakeClock
-from shipyard.controlplane.context import Context
+from shipyard.context import Context
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
-from shipyard.records import InstanceState, ReleaseStatus, Service, ServiceType
+from shipyard.records import InstanceState, Release, ReleaseStatus, Service, ServiceType
 from shipyard.route.table import RoutingTable, ServerStats
 from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 from shipyard.settings import Settings
 
-__all__ = ["FakeEdge", "FakeRuntime", "make_context", "seed_service"]
+__all__ = ["FakeEdge", "FakeRuntime", "make_context", "seed_release", "seed_service"]
 
 ServerKey = tuple[str, str]  # (service, server), as in route/table.py
 
@@ -48,12 +48,16 @@ class FakeRuntime:
     run_exit: int = 0
     ports: dict[int, set[int]] = field(default_factory=dict)
     env_markers: dict[int, dict[str, str]] = field(default_factory=dict)
+    start_dead: bool = False  # processes started now exit at once (a crash on start)
+    log: list[str] = field(default_factory=list)  # "start <pid> <RENDER_INSTANCE_ID>", "stop <pid>"
 
     def start(self, spec: ProcessSpec) -> ProcessHandle:
         self.next_pid += 1
-        self.live.add(self.next_pid)
+        if not self.start_dead:
+            self.live.add(self.next_pid)
         self.started.append(spec)
         self.env_markers[self.next_pid] = dict(spec.env)
+        self.log.append(f"start {self.next_pid} {spec.env.get('RENDER_INSTANCE_ID', '')}")
         return ProcessHandle(self.next_pid, 1)
 
     def status(self, handle: ProcessHandle) -> ExitStatus:
@@ -66,6 +70,7 @@ class FakeRuntime:
     def stop(self, handle: ProcessHandle, grace_s: float) -> ExitStatus:
         self.live.discard(handle.pid)
         self.stopped.append(handle)
+        self.log.append(f"stop {handle.pid}")
         return ExitStatus(False, 0, None)
 
     def run(self, spec: ProcessSpec, timeout_s: float) -> int:
@@ -81,6 +86,9 @@ class FakeRuntime:
             for pid, env in self.env_markers.items()
             if pid in self.live and env.get(marker_key) == marker_value
         ]
+
+    def rotate_log(self, log_path: Path) -> bool:
+        return False
 
     def tail(self, log_path: Path, lines: int) -> list[str]:
         try:
@@ -203,3 +211,20 @@ def seed_service(
             inst_id, state=InstanceState.RUNNING, pid=handle.pid, start_time=handle.start_time
         )
     return ctx.state.service(name)
+
+
+def seed_release(
+    ctx: Context, name: str, spec: ServiceSpec | None = None, env: dict[str, str] | None = None
+) -> Release:
+    """The next release of service ``name``, built and deployable (as after build and
+    pre-deploy), with the live spec unless ``spec`` is given."""
+    spec = spec or ctx.state.service(name).spec
+    number = ctx.state.next_release_number(name)
+    ctx.state.add_release(
+        service=name, number=number, config_digest=spec.config_digest(), git_commit="",
+        git_branch="", source="test", dir=str(ctx.settings.services_dir / name), spec=spec,
+        env_enc=ctx.box.encrypt_env(env or {}), deploy_id=None,
+    )  # fmt: skip
+    ctx.state.set_release_status(name, number, ReleaseStatus.BUILT)
+    ctx.state.mark_deployable(name, number)
+    return ctx.state.release(name, number)

@@ -12,8 +12,6 @@ from shipyard.blueprint.load import parse_blueprint
 from shipyard.blueprint.spec import EnvVarDigest, ServiceSpec
 from shipyard.clock import FakeClock
 from shipyard.controlplane.db import Database
-from shipyard.controlplane.pipeline import target_count
-from shipyard.controlplane.routing import desired_table
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
 from shipyard.drivers.local.logfiles import rotate_if_larger
@@ -22,6 +20,8 @@ from shipyard.plan.plan import make_plan
 from shipyard.records import InstanceState, Release, ReleaseStatus, Service
 from shipyard.release.retention import releases_to_prune
 from shipyard.rollout.choose import rollback_target
+from shipyard.rollout.execute import target_count
+from shipyard.route.desired import desired_table
 from shipyard.run.backoff import RestartPolicy
 from shipyard.settings import Settings
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from shipyard.controlplane.claims import Claims
-from shipyard.controlplane.context import Context
-from shipyard.controlplane.recovery import recover
-from shipyard.controlplane.supervisor import Supervisor
+from shipyard.context import Context
 from shipyard.records import InstanceState, OperationKind, ReleaseStatus
+from shipyard.run.claims import Claims
+from shipyard.run.recovery import recover
 from shipyard.run.runtime import ProcessSpec
+from shipyard.run.supervisor import Supervisor
 from tests.unit.test_supervisor import make_ctx
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from shipyard.clock import FakeClock
-from shipyard.controlplane.claims import Claims
-from shipyard.controlplane.context import Context
-from shipyard.controlplane.supervisor import Supervisor
+from shipyard.context import Context
 from shipyard.records import InstanceState
 from shipyard.route.table import ServerStats
+from shipyard.run.claims import Claims
 from shipyard.run.runtime import ProcessHandle, ProcessSpec
+from shipyard.run.supervisor import Supervisor
 from shipyard.testing import FakeEdge, FakeRuntime, make_context, seed_service
 
 

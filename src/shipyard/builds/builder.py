@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.drivers.local.process import tail
 from shipyard.run.runtime import ProcessSpec, Runtime
 
 
@@ -38,4 +37,8 @@ def run_logged(
     code = runtime.run(ProcessSpec(command=command, cwd=cwd, env=env, log_path=log_path), timeout_s)
     with log_path.open("a") as log:
         log.write(f"==> {label} {'succeeded' if code == 0 else f'failed (exit code {code})'}\n")
-    return CommandResult(ok=code == 0, exit_code=code, log_tail=tuple(tail(log_path, 20)))
+    return CommandResult(ok=code == 0, exit_code=code, log_tail=tuple(runtime.tail(log_path, 20)))
+
+
+def indent(lines: tuple[str, ...]) -> str:
+    return "\n".join(f"    | {line}" for line in lines[-15:])

@@ -30,9 +30,9 @@ from shipyard.apimodels import (
     SourceBody,
 )
 from shipyard.controlplane.engine import Engine
-from shipyard.controlplane.logs import follow_logs, read_logs
 from shipyard.controlplane.views import events_page, operation_view, release_view, service_view
 from shipyard.errors import ShipyardError, Unauthorized
+from shipyard.observe.logs import follow_logs, read_logs
 
 # Every status code and body the API can answer, per route (the OpenAPI description is a
 # contract). 400: malformed request or flag; 401: token; 404: unknown service/release/operation;

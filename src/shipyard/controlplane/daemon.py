@@ -17,19 +17,19 @@ from pathlib import Path
 import uvicorn
 
 from shipyard.clock import SystemClock
+from shipyard.context import Context
 from shipyard.controlplane.api import create_app
-from shipyard.controlplane.context import Context
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.engine import Engine
-from shipyard.controlplane.instances import stop_all
-from shipyard.controlplane.recovery import recover
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
-from shipyard.controlplane.supervisor import Supervisor
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.process import LocalProcesses
 from shipyard.errors import Conflict, ShipyardError
 from shipyard.records import OF_RELEASE, OperationKind
+from shipyard.run.lifecycle import stop_all
+from shipyard.run.recovery import recover
+from shipyard.run.supervisor import Supervisor
 from shipyard.settings import Settings
 
 log = logging.getLogger("shipyard.daemon")

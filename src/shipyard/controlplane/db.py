@@ -103,6 +103,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE deploys ADD COLUMN error_code TEXT NOT NULL DEFAULT '';
     """,
+    # 5: the $PORT an instance was given, beside the port it listens on (fixed-port apps)
+    """
+    ALTER TABLE instances ADD COLUMN assigned_port INTEGER;
+    """,
 ]
 
 

@@ -26,18 +26,8 @@ from shipyard.apimodels import (
 from shipyard.blueprint.load import LoadedBlueprint, find_blueprint, load_blueprint
 from shipyard.blueprint.refs import dependency_order
 from shipyard.blueprint.spec import ServiceSpec
-from shipyard.controlplane.claims import Claims
-from shipyard.controlplane.context import Context, Emit
-from shipyard.controlplane.envresolve import resolve_service_env
-from shipyard.controlplane.pipeline import (
-    BuildRequest,
-    build_release,
-    fail_unfinished_releases,
-    rollout,
-    run_pre_deploy,
-)
-from shipyard.controlplane.routing import allocate_port, desired_table
-from shipyard.controlplane.scaling import scale_to
+from shipyard.builds.build import BuildRequest, build_release
+from shipyard.context import Context, Emit
 from shipyard.errors import Conflict, EdgeError, NotFound, ShipyardError, UsageError
 from shipyard.plan.plan import Plan, make_plan
 from shipyard.records import (
@@ -48,8 +38,14 @@ from shipyard.records import (
     Service,
     ServiceOutcome,
 )
+from shipyard.release.env import resolve_service_env
 from shipyard.release.store import release_paths
 from shipyard.rollout.choose import rollback_target
+from shipyard.rollout.execute import fail_unfinished_releases, rollout
+from shipyard.rollout.predeploy import run_pre_deploy
+from shipyard.route.desired import allocate_port, desired_table
+from shipyard.run.claims import Claims
+from shipyard.run.scale import scale_to
 from shipyard.source.snapshot import GitInfo, git_checkout, git_info
 
 log = logging.getLogger("shipyard.engine")
@@ -394,6 +390,14 @@ class Engine:
         svc = self.ctx.state.service(service)
         if not svc.deployed:
             raise Conflict(f"{service} has no live release yet; deploy it before scaling.")
+        fixed = sorted({i.port for i in self.ctx.state.instances(service) if i.fixed_port})
+        if fixed and count > 1:
+            raise Conflict(
+                f"Cannot scale {service} to {count}: it ignores $PORT and listens on port "
+                f"{fixed[0]}, which only one instance can hold; make it listen on $PORT to run "
+                "more than one instance.",
+                fields={"service": service, "port": fixed[0]},
+            )
         deploy_id = self._open(kind, f"{service}={count}", [service])
         emit = self.emitter(deploy_id, service)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from shipyard.clock import SystemClock
 from shipyard.controlplane.db import Database
-from shipyard.controlplane.instances import handle_of
 from shipyard.controlplane.state import State
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.process import LocalProcesses
+from shipyard.run.lifecycle import handle_of
 from shipyard.settings import Settings
 
 

@@ -86,6 +86,7 @@ def _instance(row: dict[str, Any]) -> Instance:
         log_path=row["log_path"],
         created_at=row["created_at"],
         started_at=row["started_at"],
+        assigned_port=row["assigned_port"],
     )
 
 
@@ -292,9 +293,10 @@ class State:
         self, inst_id: str, service: str, release: int, port: int, log_path: str
     ) -> None:
         self.db.execute(
-            "INSERT INTO instances (id, service, release, port, state, log_path, created_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            inst_id, service, release, port, InstanceState.STARTING, log_path, self.clock.now(),
+            "INSERT INTO instances (id, service, release, port, assigned_port, state, log_path,"
+            " created_at) VALUES (?,?,?,?,?,?,?,?)",
+            inst_id, service, release, port, port, InstanceState.STARTING, log_path,
+            self.clock.now(),
         )  # fmt: skip
 
     def instance(self, inst_id: str) -> Instance:

@@ -13,7 +13,7 @@ from shipyard.apimodels import (
     ServiceStatus,
     ServiceView,
 )
-from shipyard.controlplane.context import Context
+from shipyard.context import Context
 from shipyard.records import Event, Instance, InstanceState, Operation, Release, Service
 
 

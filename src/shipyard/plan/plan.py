@@ -75,9 +75,9 @@ def make_plan(
     """Compare the Blueprint's services with the live spec of each deployed service.
 
     ``specs``: service -> the stored (redacted) form of the Blueprint's spec;
-    ``live_specs``: service -> the stored spec of its live release; ``known_types``: every service in
-    state -> its type; ``blueprint_services``: services previously deployed from this Blueprint
-    (those missing now are orphans: kept running, reported).
+    ``live_specs``: service -> the stored spec of its live release; ``known_types``: every
+    service in state -> its type; ``blueprint_services``: services previously deployed from
+    this Blueprint (those missing now are orphans: kept running, reported).
     """
     steps = []
     problems = []

@@ -101,3 +101,9 @@ class Runtime(Protocol):
         the file, however large. Raises RuntimeFailure if the file exists but cannot be
         read."""
         ...
+
+    def rotate_log(self, log_path: Path) -> bool:
+        """Keep a log file written by ``start`` bounded (the driver's size limit): returns
+        whether it rotated it. Writers keep appending to the same path. Never raises for a
+        missing file."""
+        ...

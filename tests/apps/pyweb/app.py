@@ -1,7 +1,7 @@
 """pyweb: a stdlib HTTP test app for Shipyard's integration tests and benchmarks.
 
-Env: PORT (required), BOOT_DELAY, CRASH_ON_START, HEALTH_STATUS, EXIT_ON_SIGTERM, VERSION,
-RENDER_SERVICE_NAME, RENDER_GIT_COMMIT. See tests/apps/README.md.
+Env: PORT (required), FIXED_PORT, BOOT_DELAY, CRASH_ON_START, HEALTH_STATUS, EXIT_ON_SIGTERM,
+VERSION, RENDER_SERVICE_NAME, RENDER_GIT_COMMIT. See tests/apps/README.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from urllib.parse import parse_qs, urlsplit
 
-PORT = int(os.environ.get("PORT", "0") or "0")
+# FIXED_PORT: listen there and ignore $PORT, like apps hard-wired to 8000 or 3000.
+PORT = int(os.environ.get("FIXED_PORT") or os.environ.get("PORT", "0") or "0")
 VERSION = os.environ.get("VERSION", "")
 HEALTH_STATUS = int(os.environ.get("HEALTH_STATUS", "200") or "200")
 EXIT_ON_SIGTERM = os.environ.get("EXIT_ON_SIGTERM", "1") != "0"

@@ -33,6 +33,7 @@ from pathlib import Path
 import psutil
 
 from shipyard.clock import Clock, SystemClock, poll_until, poll_while
+from shipyard.drivers.local.logfiles import rotate_if_larger
 from shipyard.errors import RuntimeFailure
 from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 
@@ -199,6 +200,9 @@ class LocalProcesses:
         """Live processes whose environment holds ``marker_key=marker_value`` (see
         :func:`handles_with_env`)."""
         return handles_with_env(marker_key, marker_value)
+
+    def rotate_log(self, log_path: Path) -> bool:
+        return rotate_if_larger(log_path)
 
     def tail(self, log_path: Path, lines: int) -> list[str]:
         """The last ``lines`` lines of ``log_path`` ([] if it does not exist); RuntimeFailure

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 
-from shipyard.controlplane.context import Context
-from shipyard.controlplane.state import State
+from shipyard.context import Context
 from shipyard.records import InstanceState, Service
 from shipyard.route.table import Backend, RoutingTable, Server, ServerState
 from shipyard.settings import Settings
+from shipyard.store import Store
 
 ROUTED: dict[InstanceState, ServerState] = {
     InstanceState.RUNNING: "ready",
@@ -17,7 +17,7 @@ ROUTED: dict[InstanceState, ServerState] = {
 
 
 def desired_table(
-    state: State, settings: Settings, proposed: list[Service] | None = None
+    state: Store, settings: Settings, proposed: list[Service] | None = None
 ) -> RoutingTable:
     """The table for the current state; with ``proposed`` (services as a deploy would make
     them live), the table that deploy would produce, so it can be checked before anything is
@@ -42,15 +42,11 @@ def desired_table(
                 internal_port=svc.internal_port,
                 public_hosts=(settings.public_host(name), *svc.spec.domains) if web else (),
                 health_path=svc.spec.health_check_path if web else None,
-                health_host=external_host(settings, svc.type, name),
+                health_host=settings.external_host(svc.type, name),
                 servers=servers,
             )
         )
     return RoutingTable(backends=tuple(backends))
-
-
-def external_host(settings: Settings, type_: str, name: str) -> str:
-    return settings.public_host(name) if type_ == "web" else name
 
 
 def sync_routes(ctx: Context) -> None:

@@ -1,4 +1,7 @@
-"""The wiring every control-plane operation receives (built once by the daemon)."""
+"""The dependencies a stage receives, each typed by its protocol: the store, secrets, the
+runtime (processes), the router (the edge), the clock and settings. Only
+``controlplane/daemon.py`` builds one with concrete drivers; unit tests build one with the
+fakes of ``shipyard/testing.py``."""
 
 from __future__ import annotations
 
@@ -8,14 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shipyard.clock import Clock
-from shipyard.controlplane.secrets import SecretBox
-from shipyard.controlplane.state import State
 from shipyard.route.table import Router
 from shipyard.run.backoff import RestartPolicy
 from shipyard.run.runtime import Runtime
 from shipyard.settings import Settings
+from shipyard.store import Secrets, Store
 
-Emit = Callable[[str, str], None]  # (message, level)
+Emit = Callable[[str, str], None]  # (message, level): progress of an operation
 
 
 def log_emitter(logger: logging.Logger) -> Emit:
@@ -31,11 +33,11 @@ def log_emitter(logger: logging.Logger) -> Emit:
 @dataclass
 class Context:
     settings: Settings
-    state: State
-    box: SecretBox
+    state: Store
+    box: Secrets
     runtime: Runtime
     edge: Router
     clock: Clock
     policy: RestartPolicy = field(default_factory=RestartPolicy)
-    route_lock: threading.RLock = field(default_factory=threading.RLock)
-    port_lock: threading.Lock = field(default_factory=threading.Lock)
+    route_lock: threading.RLock = field(default_factory=threading.RLock)  # one edge apply
+    port_lock: threading.Lock = field(default_factory=threading.Lock)  # allocate + record

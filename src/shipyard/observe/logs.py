@@ -7,8 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from shipyard.controlplane.context import Context
-from shipyard.drivers.local.process import tail
+from shipyard.context import Context
 from shipyard.records import InstanceState
 from shipyard.release.store import release_paths
 
@@ -40,10 +39,10 @@ def read_logs(
 ) -> list[str]:
     if build:
         path = _build_log(ctx, service, release)
-        return tail(path, lines) if path else []
+        return ctx.runtime.tail(path, lines) if path else []
     out: list[str] = []
     for inst_id, path in _instance_logs(ctx, service, release).items():
-        out.extend(f"[{inst_id}] {line}" for line in tail(path, lines))
+        out.extend(f"[{inst_id}] {line}" for line in ctx.runtime.tail(path, lines))
     return out[-lines:] if len(out) > lines else out
 
 

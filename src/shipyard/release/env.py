@@ -1,11 +1,16 @@
-"""Resolve a service's env for a new release: refs, stable generated values (encrypted)."""
+"""A release's environment: its env snapshot (refs resolved, generated values kept stable and
+encrypted), Render's platform variables, and the runtime environment of its pre-deploy
+command and instances (built from scratch, see builds/environment.py)."""
 
 from __future__ import annotations
 
 from shipyard.blueprint.load import LoadedBlueprint
 from shipyard.blueprint.refs import Endpoint, resolve_env
 from shipyard.blueprint.spec import ServiceSpec
-from shipyard.controlplane.context import Context, Emit
+from shipyard.builds.environment import compose_env, release_toolchain
+from shipyard.context import Context, Emit
+from shipyard.records import Release, Service
+from shipyard.release.store import release_paths, service_paths
 
 GROUP_OWNER = ""  # generated values of env groups are shared by every service using the group
 
@@ -56,3 +61,39 @@ def resolve_service_env(
             "warning",
         )
     return result.values
+
+
+def platform_env(ctx: Context, svc: Service, release: Release) -> dict[str, str]:
+    """Render's platform variables (REFERENCE: apps gate behaviour on them)."""
+    name = svc.name
+    host = ctx.settings.external_host(svc.type, name)
+    env = {
+        "RENDER": "true",
+        "IS_PULL_REQUEST": "false",
+        "RENDER_SERVICE_NAME": name,
+        "RENDER_SERVICE_TYPE": svc.type,
+        "RENDER_GIT_COMMIT": release.git_commit,
+        "RENDER_GIT_BRANCH": release.git_branch,
+        "RENDER_EXTERNAL_HOSTNAME": host,
+    }
+    if svc.type == "web":
+        env["RENDER_EXTERNAL_URL"] = ctx.settings.public_url(name)
+    return env
+
+
+def runtime_env(
+    ctx: Context, svc: Service, release: Release, platform: dict[str, str]
+) -> dict[str, str]:
+    """The environment of a pre-deploy command or an instance of ``release``: built from
+    scratch, the service's runtime HOME, the release's own toolchain (a Python release's
+    virtualenv), its env snapshot and the platform variables."""
+    paths = service_paths(ctx.settings.services_dir, svc.name).ensure()
+    venv = release_paths(ctx.settings.services_dir, svc.name, release.number).venv
+    return compose_env(
+        host=ctx.settings.host,
+        home=paths.home,
+        tmp=paths.tmp,
+        toolchain=release_toolchain(release.spec.runtime, venv, ctx.settings.host),
+        service_env=ctx.box.decrypt_env(release.env_enc),
+        platform_env={**platform_env(ctx, svc, release), **platform},
+    )

@@ -15,19 +15,18 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from shipyard.controlplane.claims import Claims
-from shipyard.controlplane.context import Context, log_emitter
-from shipyard.controlplane.instances import (
+from shipyard.context import Context, log_emitter
+from shipyard.errors import ShipyardError
+from shipyard.records import Instance, InstanceState
+from shipyard.route.desired import desired_table, sync_routes
+from shipyard.run.claims import Claims
+from shipyard.run.lifecycle import (
     drain_and_stop,
     handle_of,
     start_instance,
     stop_all,
     wait_healthy,
 )
-from shipyard.controlplane.routing import desired_table, sync_routes
-from shipyard.drivers.local.logfiles import rotate_if_larger
-from shipyard.errors import ShipyardError
-from shipyard.records import Instance, InstanceState
 
 log = logging.getLogger("shipyard.supervisor")
 # Render: ~15 s of failed checks takes an instance out of routing (HAProxy's `fall` does that
@@ -94,7 +93,7 @@ class Supervisor:
         """Finish instances an operation left half-way; re-apply the routing table; keep log
         files bounded."""
         for inst in self.ctx.state.instances():
-            if rotate_if_larger(Path(inst.log_path)):
+            if self.ctx.runtime.rotate_log(Path(inst.log_path)):
                 log.info("rotated the log of %s", inst.id)
         for inst in self.ctx.state.instances(states=(*LEFTOVER, InstanceState.RESTARTING)):
             if inst.id in self._restarting:
@@ -177,8 +176,8 @@ class Supervisor:
         crashes = (*self.ctx.policy.recent(inst.crash_times, now), now)
         delay = self.ctx.policy.delay(crashes, now)
         changed = self.ctx.state.transition(
-            inst.id, (InstanceState.RUNNING,), state=InstanceState.CRASHED, last_exit=exit_text, crash_times=crashes,
-            restart_at=now + delay,
+            inst.id, (InstanceState.RUNNING,), state=InstanceState.CRASHED, last_exit=exit_text,
+            crash_times=crashes, restart_at=now + delay,
         )  # fmt: skip
         if changed:
             looping = self.ctx.policy.crash_looping(crashes, now)
@@ -221,8 +220,8 @@ class Supervisor:
         current = self.ctx.state.instance(inst_id)
         crashes = (*self.ctx.policy.recent(current.crash_times, now), now)
         self.ctx.state.transition(
-            inst_id, (InstanceState.RESTARTING,), state=InstanceState.CRASHED, last_exit=reason, crash_times=crashes,
-            restart_at=now + self.ctx.policy.delay(crashes, now),
+            inst_id, (InstanceState.RESTARTING,), state=InstanceState.CRASHED, last_exit=reason,
+            crash_times=crashes, restart_at=now + self.ctx.policy.delay(crashes, now),
         )  # fmt: skip
 
     def _start_again(self, inst: Instance) -> Instance | None:

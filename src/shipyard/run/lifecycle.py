@@ -12,14 +12,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.builds.environment import compose_env, release_toolchain
-from shipyard.controlplane.context import Context, Emit
-from shipyard.controlplane.routing import allocate_port, external_host, sync_routes
-from shipyard.drivers.local.process import handles_with_env, tail
+from shipyard.context import Context, Emit
 from shipyard.errors import EdgeError
 from shipyard.observe.health import Probe
 from shipyard.records import OF_RELEASE, Instance, InstanceState, Release, Service
-from shipyard.release.store import instance_log, release_paths, service_paths
+from shipyard.release.env import runtime_env
+from shipyard.release.store import instance_log, release_paths
+from shipyard.route.desired import allocate_port, sync_routes
 from shipyard.run.runtime import ProcessHandle, ProcessSpec
 
 WORKER_SETTLE_S = 2.0
@@ -35,45 +34,25 @@ class StartFailure:
 
     def describe(self) -> str:
         lines = "\n".join(f"    | {line}" for line in self.log_tail[-10:])
-        return f"{self.instance}: {self.reason}" + (
-            f"\n  last log lines:\n{lines}" if lines else ""
+        return (
+            f"{self.instance}: {self.reason}"
+            + (f"\n  last log lines:\n{lines}" if lines else "")
+            + (f"\n  hint: {PORT_IN_USE_HINT}" if self.port_in_use else "")
         )
 
-
-def platform_env(ctx: Context, svc: Service, release: Release) -> dict[str, str]:
-    """Render's platform variables (REFERENCE: apps gate behaviour on them)."""
-    name = svc.name
-    host = external_host(ctx.settings, svc.type, name)
-    env = {
-        "RENDER": "true",
-        "IS_PULL_REQUEST": "false",
-        "RENDER_SERVICE_NAME": name,
-        "RENDER_SERVICE_TYPE": svc.type,
-        "RENDER_GIT_COMMIT": release.git_commit,
-        "RENDER_GIT_BRANCH": release.git_branch,
-        "RENDER_EXTERNAL_HOSTNAME": host,
-    }
-    if svc.type == "web":
-        env["RENDER_EXTERNAL_URL"] = ctx.settings.public_url(name)
-    return env
+    @property
+    def port_in_use(self) -> bool:
+        return any(m in line.lower() for line in self.log_tail for m in _IN_USE)
 
 
-def runtime_env(
-    ctx: Context, svc: Service, release: Release, platform: dict[str, str]
-) -> dict[str, str]:
-    """The environment of a pre-deploy command or an instance of ``release``: built from
-    scratch, the service's runtime HOME, the release's own toolchain (a Python release's
-    virtualenv), its env snapshot and the platform variables."""
-    paths = service_paths(ctx.settings.services_dir, svc.name).ensure()
-    venv = release_paths(ctx.settings.services_dir, svc.name, release.number).venv
-    return compose_env(
-        host=ctx.settings.host,
-        home=paths.home,
-        tmp=paths.tmp,
-        toolchain=release_toolchain(release.spec.runtime, venv, ctx.settings.host),
-        service_env=ctx.box.decrypt_env(release.env_enc),
-        platform_env={**platform_env(ctx, svc, release), **platform},
-    )
+# What apps print when the port they bind is taken (Python, Node, Go, Ruby, Java).
+_IN_USE = ("address already in use", "eaddrinuse", "address in use", "bindexception")
+PORT_IN_USE_HINT = (
+    "the app could not bind its port because another process holds it. An app that ignores "
+    "$PORT and listens on a fixed port can run only one instance at a time here: Shipyard "
+    "replaces it by stopping the old instance first (the recreate rollout). Make the app "
+    "listen on $PORT for zero-downtime deploys and more than one instance."
+)
 
 
 def start_instance(
@@ -159,7 +138,7 @@ def wait_healthy(
                     StartFailure(
                         inst.id,
                         _exit_reason(status.exit_code, status.signal),
-                        tuple(tail(_log(inst), 20)),
+                        tuple(ctx.runtime.tail(_log(inst), 20)),
                     )
                 )
                 continue
@@ -172,7 +151,7 @@ def wait_healthy(
             probe = Probe(
                 port=inst.port,
                 path=spec.health_check_path,
-                host_header=external_host(ctx.settings, svc.type, svc.name),
+                host_header=ctx.settings.external_host(svc.type, svc.name),
                 timeout_s=min(5.0, timeout_s),
             )
             result = probe.check()
@@ -186,7 +165,9 @@ def wait_healthy(
                     f"did not become healthy within {timeout_s:g} s "
                     f"(last check: {last_detail.get(inst.id, 'none')})"
                 )
-                failures.append(StartFailure(inst.id, reason, tuple(tail(_log(inst), 20))))
+                failures.append(
+                    StartFailure(inst.id, reason, tuple(ctx.runtime.tail(_log(inst), 20)))
+                )
             break
         if pending:
             ctx.clock.sleep(ctx.settings.health_interval_s)
@@ -310,7 +291,7 @@ def stop_all(ctx: Context, instances: list[Instance], grace_s: float) -> None:
     def stop(inst: Instance) -> None:
         fresh = ctx.state.instance(inst.id)
         if fresh.pid is None:  # started but never recorded: find it by its marker
-            for handle in handles_with_env("RENDER_INSTANCE_ID", inst.id):
+            for handle in ctx.runtime.find("RENDER_INSTANCE_ID", inst.id):
                 ctx.runtime.stop(handle, grace_s)
         status = ctx.runtime.stop(handle_of(fresh), grace_s)
         ctx.state.update_instance(

@@ -14,11 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from shipyard.controlplane.context import Context, log_emitter
-from shipyard.controlplane.instances import drain_and_stop, handle_of, stop_all
-from shipyard.controlplane.pipeline import RELEASE_MARKER, release_marker
-from shipyard.controlplane.routing import desired_table
-from shipyard.drivers.local.process import handles_with_env
+from shipyard.builds.build import RELEASE_MARKER, release_marker
+from shipyard.context import Context, log_emitter
 from shipyard.records import (
     UNFINISHED_RELEASE,
     Instance,
@@ -27,6 +24,8 @@ from shipyard.records import (
     ReleaseStatus,
     Service,
 )
+from shipyard.route.desired import desired_table
+from shipyard.run.lifecycle import drain_and_stop, handle_of, stop_all
 
 log = logging.getLogger("shipyard.recovery")
 INTERRUPTED = "interrupted: the Shipyard daemon stopped during this operation"
@@ -58,7 +57,7 @@ def _close_operations(ctx: Context) -> None:
             if release.status not in UNFINISHED_RELEASE:
                 continue
             marker = release_marker(svc.name, release.number)
-            for handle in handles_with_env(RELEASE_MARKER, marker):
+            for handle in ctx.runtime.find(RELEASE_MARKER, marker):
                 log.warning("stopping a command left running by release %s", marker)
                 ctx.runtime.stop(handle, 5.0)
             state.set_release_status(svc.name, release.number, ReleaseStatus.FAILED, INTERRUPTED)
@@ -72,7 +71,7 @@ def _classify_instances(ctx: Context) -> tuple[list[Instance], list[Instance]]:
     for inst in state.instances():
         alive = inst.pid is not None and ctx.runtime.alive(handle_of(inst))
         if inst.pid is None or not alive:
-            for handle in handles_with_env("RENDER_INSTANCE_ID", inst.id):
+            for handle in ctx.runtime.find("RENDER_INSTANCE_ID", inst.id):
                 ctx.runtime.stop(handle, 5.0)  # started, but its pid was never recorded
         if inst.state in (InstanceState.RUNNING, InstanceState.CRASHED):
             if not alive and inst.state == InstanceState.RUNNING:

@@ -3,8 +3,10 @@ extra ones, always of the live release."""
 
 from __future__ import annotations
 
-from shipyard.controlplane.context import Context, Emit
-from shipyard.controlplane.instances import (
+from shipyard.context import Context, Emit
+from shipyard.errors import Conflict, DeployFailed, ShipyardError
+from shipyard.records import OF_RELEASE, Instance, InstanceState
+from shipyard.run.lifecycle import (
     abandon,
     drain_and_stop,
     start_many,
@@ -12,8 +14,6 @@ from shipyard.controlplane.instances import (
     wait_edge_up,
     wait_healthy,
 )
-from shipyard.errors import Conflict, DeployFailed, ShipyardError
-from shipyard.records import OF_RELEASE, Instance, InstanceState
 
 
 def scale_to(ctx: Context, service: str, count: int, emit: Emit, *, persist: bool) -> None:

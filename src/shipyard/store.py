@@ -1,0 +1,137 @@
+"""The store protocol: what the stages (rollout, run, route, release, observe) may read and
+change in the control plane's state. ``controlplane/state.py`` implements it on SQLite.
+
+Contract: every method is one short transaction and returns quickly; records are immutable
+snapshots (re-read before acting on a field another actor may change). Unknown names raise
+NotFound. Instance state changes that may race are compare-and-set (``transition``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from shipyard.blueprint.spec import ServiceSpec
+from shipyard.records import (
+    Event,
+    Instance,
+    InstanceState,
+    Operation,
+    OperationKind,
+    OperationStatus,
+    Release,
+    ReleaseStatus,
+    Service,
+    ServiceOutcome,
+)
+
+
+class Store(Protocol):
+    # services
+    def service(self, name: str) -> Service:
+        """Raises NotFound naming the known services."""
+
+    def find_service(self, name: str) -> Service | None: ...
+
+    def services(self) -> list[Service]: ...
+
+    def register_service(
+        self, name: str, type_: str, spec: ServiceSpec, blueprint_path: str, instances: int,
+        internal_port: int | None,
+    ) -> None:  # fmt: skip
+        """Create a service seen for the first time; an existing one only records its
+        Blueprint. Its spec changes when a release goes live (``promote``)."""
+
+    def promote(
+        self, name: str, number: int, previous_status: ReleaseStatus, spec: ServiceSpec,
+        desired: int | None,
+    ) -> None:  # fmt: skip
+        """Atomically: ``number`` is live and current, the release it replaces gets
+        ``previous_status``, the service takes ``spec`` (and ``desired`` instances)."""
+
+    def unpromote(self, before: Service, number: int, reason: str) -> None:
+        """Atomically undo ``promote`` of ``number``, back to ``before``."""
+
+    def set_desired(self, name: str, count: int) -> None: ...
+
+    def used_ports(self) -> set[int]: ...
+
+    # releases
+    def next_release_number(self, service: str) -> int: ...
+
+    def add_release(
+        self, *, service: str, number: int, config_digest: str, git_commit: str,
+        git_branch: str, source: str, dir: str, spec: ServiceSpec, env_enc: bytes,
+        deploy_id: int | None,
+    ) -> Release:  # fmt: skip
+        """Record release ``number`` as building; returns it."""
+
+    def release(self, service: str, number: int) -> Release: ...
+
+    def releases(self, service: str) -> list[Release]:
+        """Newest first."""
+
+    def mark_deployable(self, service: str, number: int) -> None: ...
+
+    def mark_pruned(self, service: str, number: int) -> None: ...
+
+    def set_release_status(
+        self, service: str, number: int, status: ReleaseStatus, reason: str = ""
+    ) -> None: ...
+
+    # instances
+    def add_instance(
+        self, inst_id: str, service: str, release: int, port: int, log_path: str
+    ) -> None: ...
+
+    def instance(self, inst_id: str) -> Instance: ...
+
+    def instances(
+        self, service: str | None = None, states: tuple[InstanceState, ...] = ...
+    ) -> list[Instance]:
+        """Oldest first; by default every instance that has (or may again have) a process."""
+
+    def transition(
+        self, inst_id: str, from_states: tuple[InstanceState, ...], **values: Any
+    ) -> bool:
+        """Change the instance only if it is still in one of ``from_states``."""
+
+    def update_instance(self, inst_id: str, **values: Any) -> None: ...
+
+    # operations
+    def add_deploy(self, kind: OperationKind, target: str) -> int: ...
+
+    def finish_deploy(
+        self, deploy_id: int, status: OperationStatus, error: str,
+        result: dict[str, ServiceOutcome], code: str = "",
+    ) -> None: ...  # fmt: skip
+
+    def deploy(self, deploy_id: int) -> Operation: ...
+
+    def running_deploys(self) -> list[Operation]: ...
+
+    def add_event(
+        self, deploy_id: int, message: str, service: str = "", level: str = "info"
+    ) -> None: ...
+
+    def events(self, deploy_id: int, after: int = 0) -> list[Event]: ...
+
+    # generated env values (encrypted)
+    def generated_values(self, service: str) -> dict[str, bytes]: ...
+
+    def save_generated(self, service: str, values: dict[str, bytes]) -> None: ...
+
+
+class Secrets(Protocol):
+    """Encryption at rest (``controlplane/secrets.py``: Fernet, key in SHIPYARD_HOME)."""
+
+    def digest(self, text: str) -> str:
+        """A keyed digest: shows a change without letting anyone test guesses."""
+
+    def encrypt(self, plaintext: str) -> bytes: ...
+
+    def decrypt(self, token: bytes) -> str:
+        """Raises ShipyardError if the key does not match."""
+
+    def encrypt_env(self, env: dict[str, str]) -> bytes: ...
+
+    def decrypt_env(self, token: bytes) -> dict[str, str]: ...
