@@ -13,6 +13,7 @@ from shipyard.hostenv import HostEnv, base_python
 
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_API_PORT = 8787
+DEFAULT_INTERNAL_PORT_BASE = 20000
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class Settings:
     home: Path
     http_port: int = DEFAULT_HTTP_PORT
     api_port: int = DEFAULT_API_PORT
+    # Services' internal listeners (fromService host:port) take ports from here up; below the
+    # kernel's ephemeral range. Two Shipyards on one machine need different bases.
+    internal_port_base: int = DEFAULT_INTERNAL_PORT_BASE
     # Address the public HTTP listener binds; loopback by default (a dev machine).
     http_bind: str = "127.0.0.1"
     haproxy_bin: str = "haproxy"
@@ -28,6 +32,8 @@ class Settings:
     drain_timeout_s: float = 30.0
     health_interval_s: float = 0.25
     build_timeout_s: float = 1800.0
+    # Services of one deploy wave (none references another) deployed at the same time.
+    deploy_concurrency: int = 4
     # What processes may see of the daemon's environment (CA and proxy settings), and where
     # toolchains are looked for; never the daemon's environment itself.
     host: HostEnv = field(default_factory=HostEnv)
@@ -91,6 +97,9 @@ class Settings:
             home=home.absolute(),
             http_port=_port(env, "SHIPYARD_HTTP_PORT", DEFAULT_HTTP_PORT),
             api_port=_port(env, "SHIPYARD_API_PORT", DEFAULT_API_PORT),
+            internal_port_base=_port(
+                env, "SHIPYARD_INTERNAL_PORT_BASE", DEFAULT_INTERNAL_PORT_BASE
+            ),
             http_bind=env.get("SHIPYARD_HTTP_BIND", "127.0.0.1"),
             haproxy_bin=env.get("SHIPYARD_HAPROXY") or find_haproxy(env.get("PATH", "")),
             host=HostEnv.capture(
@@ -103,6 +112,7 @@ class Settings:
                 ],
             ),
             python_bin=env.get("SHIPYARD_PYTHON") or base_python(),
+            deploy_concurrency=_count(env, "SHIPYARD_DEPLOY_CONCURRENCY", 4),
         )
 
 
@@ -123,3 +133,12 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     if not 1 <= value <= 65535:
         raise UsageError(f"{name} has value {value}. A port must be between 1 and 65535.")
     return value
+
+
+def _count(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise UsageError(f"{name} has value {raw!r}. Expected a whole number from 1 to 64.")
+    return int(raw)

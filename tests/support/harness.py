@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,6 +26,26 @@ from shipyard.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "tests" / "apps"
+
+
+def free_port_region(size: int = 256) -> int:
+    """The base of ``size`` consecutive free loopback ports below the ephemeral range, for a
+    test Shipyard's internal listeners (several Shipyards may run on one machine)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32768 - size, 64)
+        if all(_bindable(p) for p in range(base, base + size, 16)):
+            return base
+    raise RuntimeError("no free port region found")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
@@ -54,6 +75,7 @@ class Shipyard:
             "SHIPYARD_HOME": str(home),
             "SHIPYARD_HTTP_PORT": str(self.http_port),
             "SHIPYARD_API_PORT": str(self.api_port),
+            "SHIPYARD_INTERNAL_PORT_BASE": str(free_port_region()),
             "PATH": f"{Path(sys.executable).parent}:/usr/sbin:{os.environ.get('PATH', '')}",
             **(extra_env or {}),
         }

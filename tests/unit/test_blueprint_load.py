@@ -43,8 +43,8 @@ def parse(text: str, kind: str = "render") -> bp.LoadedBlueprint:
 def test_public_api() -> None:
     assert set(bp.__all__) == {
         "Endpoint", "EnvVarSpec", "FromService", "LoadedBlueprint", "Notice", "ResolvedEnv",
-        "ServiceSpec", "blueprint_json_schema", "dependency_order", "find_blueprint",
-        "generate_secret", "load_blueprint", "parse_blueprint", "resolve_env",
+        "ServiceSpec", "blueprint_json_schema", "dependency_order", "dependency_waves",
+        "find_blueprint", "generate_secret", "load_blueprint", "parse_blueprint", "resolve_env",
     }  # fmt: skip
 
 

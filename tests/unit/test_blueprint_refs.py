@@ -12,6 +12,7 @@ from shipyard.blueprint import (
     FromService,
     ServiceSpec,
     dependency_order,
+    dependency_waves,
     generate_secret,
     parse_blueprint,
     resolve_env,
@@ -143,10 +144,13 @@ def _svc(name: str, *refs: str) -> ServiceSpec:
 def test_dependency_order_referenced_first_else_file_order() -> None:
     services = [_svc("web", "api", "cache"), _svc("worker"), _svc("api", "cache"), _svc("cache")]
     assert dependency_order(services) == ["worker", "cache", "api", "web"]
+    assert dependency_waves(services) == [["worker", "cache"], ["api"], ["web"]]
     assert dependency_order([_svc("a"), _svc("b"), _svc("c")]) == ["a", "b", "c"]
+    assert dependency_waves([_svc("a"), _svc("b"), _svc("c")]) == [["a", "b", "c"]]
 
 
 def test_dependency_order_cycle_keeps_file_order() -> None:
     services = [_svc("a", "b"), _svc("b", "a"), _svc("c", "a"), _svc("d", "ghost", "d")]
     assert dependency_order(services) == ["d", "a", "b", "c"]
+    assert dependency_waves(services) == [["d"], ["a"], ["b", "c"]]
     assert dependency_order([_svc("x", "y"), _svc("y", "x")]) == ["x", "y"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from shipyard.clock import FakeClock
 from shipyard.context import Context
 from shipyard.records import InstanceState
+from shipyard.route.desired import sync_routes
 from shipyard.route.table import ServerStats
 from shipyard.run.claims import Claims
 from shipyard.run.runtime import ProcessHandle, ProcessSpec
@@ -70,10 +71,14 @@ def test_busy_service_is_left_to_its_operation(tmp_path: Path) -> None:
 
 
 def test_instance_down_in_haproxy_for_a_minute_is_restarted(tmp_path: Path) -> None:
-    ctx, runtime, edge, clock = make_ctx(tmp_path)
-    runtime.live.add(1)  # the process is alive, but hung
+    runtime, edge = FakeRuntime(), FakeEdge()
+    ctx = make_context(tmp_path, runtime, edge)
+    seed_service(ctx, "webby", "web", internal_port=7000)  # alive, but hung
+    sync_routes(ctx)
     status = {"value": "DOWN"}
     edge.stats = lambda b, s: ServerStats(status["value"], 0, 0)
+    clock = ctx.clock
+    assert isinstance(clock, FakeClock)
     sup = Supervisor(ctx, Claims())
     sup.tick()
     clock.advance(30)
@@ -83,12 +88,12 @@ def test_instance_down_in_haproxy_for_a_minute_is_restarted(tmp_path: Path) -> N
     sup.tick()
     clock.advance(59)
     sup.tick()
-    assert ctx.state.instance("jobs-1").state == "running"
+    assert ctx.state.instance("webby-1").state == "running"
     clock.advance(1)
     sup.tick()
-    inst = ctx.state.instance("jobs-1")
+    inst = ctx.state.instance("webby-1")
     assert inst.state == "crashed" and "failed health checks for 60 s" in inst.last_exit
-    assert 1 not in runtime.live  # the hung process was stopped
+    assert inst.pid not in runtime.live  # the hung process was stopped
 
 
 def test_a_restart_that_cannot_start_goes_back_to_crashed(tmp_path: Path) -> None:

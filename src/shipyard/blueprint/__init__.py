@@ -11,6 +11,7 @@ from shipyard.blueprint.refs import (
     Endpoint,
     ResolvedEnv,
     dependency_order,
+    dependency_waves,
     generate_secret,
     resolve_env,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "ServiceSpec",
     "blueprint_json_schema",
     "dependency_order",
+    "dependency_waves",
     "find_blueprint",
     "generate_secret",
     "load_blueprint",

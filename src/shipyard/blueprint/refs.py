@@ -304,21 +304,29 @@ class _Resolver:
         return None
 
 
-def dependency_order(services: Sequence[ServiceSpec]) -> list[str]:
-    """Names in deploy order: services others reference (fromService) first, else file order.
+def dependency_waves(services: Sequence[ServiceSpec]) -> list[list[str]]:
+    """Services in deploy waves: each wave references (fromService) only services of earlier
+    waves, so the services of one wave may deploy at the same time; file order within a wave.
 
     A cycle is not an error: when nothing is ready, the first remaining service (file order)
-    goes next, so a cycle keeps its file order.
+    goes alone, so a cycle keeps its file order.
     """
     names = [s.name for s in services]
     deps = {
         s.name: {e.from_service.name for e in s.env_vars if e.from_service} & set(names) - {s.name}
         for s in services
     }
-    order: list[str] = []
+    waves: list[list[str]] = []
+    done: set[str] = set()
     remaining = list(names)
     while remaining:
-        ready = next((n for n in remaining if deps[n] <= set(order)), remaining[0])
-        order.append(ready)
-        remaining.remove(ready)
-    return order
+        ready = [n for n in remaining if deps[n] <= done] or remaining[:1]
+        waves.append(ready)
+        done |= set(ready)
+        remaining = [n for n in remaining if n not in done]
+    return waves
+
+
+def dependency_order(services: Sequence[ServiceSpec]) -> list[str]:
+    """Names in deploy order: services others reference (fromService) first, else file order."""
+    return [name for wave in dependency_waves(services) for name in wave]

@@ -75,7 +75,10 @@ class Daemon:
         db = Database(settings.db_path)
         edge = HAProxyEdge(
             EdgeOptions(
-                dir=settings.haproxy_dir, http_bind=settings.http_bind, http_port=settings.http_port
+                dir=settings.haproxy_dir,
+                http_bind=settings.http_bind,
+                http_port=settings.http_port,
+                internal_port_base=settings.internal_port_base,
             ),
             haproxy_bin=settings.haproxy_bin,
             clock=clock,

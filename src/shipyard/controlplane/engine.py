@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,9 +25,10 @@ from shipyard.apimodels import (
     ScaleAccepted,
 )
 from shipyard.blueprint.load import LoadedBlueprint, find_blueprint, load_blueprint
-from shipyard.blueprint.refs import dependency_order
+from shipyard.blueprint.refs import dependency_waves
 from shipyard.blueprint.spec import ServiceSpec
 from shipyard.builds.build import BuildRequest, build_release
+from shipyard.clock import poll_while
 from shipyard.context import Context, Emit
 from shipyard.errors import Conflict, EdgeError, NotFound, ShipyardError, UsageError
 from shipyard.plan.plan import Plan, make_plan
@@ -43,7 +45,7 @@ from shipyard.release.store import release_paths
 from shipyard.rollout.choose import rollback_target
 from shipyard.rollout.execute import fail_unfinished_releases, rollout
 from shipyard.rollout.predeploy import run_pre_deploy
-from shipyard.route.desired import allocate_port, desired_table
+from shipyard.route.desired import allocate_internal_port, desired_table
 from shipyard.run.claims import Claims
 from shipyard.run.scale import scale_to
 from shipyard.source.snapshot import GitInfo, git_checkout, git_info
@@ -76,11 +78,12 @@ class Engine:
         Returns the services claimed."""
         names = [s.name for s in self.ctx.state.services()]
         held: list[str] = []
-        deadline = self.ctx.clock.monotonic() + timeout_s
-        while len(held) < len(names) and self.ctx.clock.monotonic() < deadline:
-            held += [n for n in names if n not in held and self.claims.try_claim(n, owner)]
-            if len(held) < len(names):
-                self.ctx.clock.sleep(0.2)
+
+        def missing() -> list[str]:
+            held.extend(n for n in names if n not in held and self.claims.try_claim(n, owner))
+            return [n for n in names if n not in held]
+
+        poll_while(self.ctx.clock, missing, bool, timeout_s=timeout_s, interval_s=0.2)
         return held
 
     def _open(self, kind: OperationKind, target: str, services: list[str]) -> int:
@@ -299,7 +302,7 @@ class Engine:
                 if spec.type in ("web", "pserv") and (
                     existing is None or existing.internal_port is None
                 ):
-                    port = allocate_port(self.ctx)
+                    port = allocate_internal_port(self.ctx)
                 self.ctx.state.register_service(
                     name,
                     spec.type,
@@ -312,41 +315,58 @@ class Engine:
     def _deploy_services(
         self, deploy_id: int, source: Source, names: list[str]
     ) -> dict[str, ServiceOutcome]:
+        """Deploy wave by wave (a service after those it references); the services of one
+        wave at the same time, up to ``settings.deploy_concurrency``. One service failing
+        never stops the others."""
         results: dict[str, ServiceOutcome] = {}
         resolved: dict[str, dict[str, str]] = {}
-        for name in [n for n in dependency_order(source.loaded.services) if n in names]:
-            spec = source.loaded.service(name)
-            emit = self.emitter(deploy_id, name)
-            try:
+        env_lock = threading.Lock()  # env resolution reads what earlier services stored
+        for wave in dependency_waves(source.loaded.services):
+            todo = [n for n in wave if n in names]
+            if not todo:
+                continue
+            workers = max(1, min(self.ctx.settings.deploy_concurrency, len(todo)))
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"op-{deploy_id}") as pool:
+                outcomes = pool.map(
+                    lambda n: self._deploy_one(deploy_id, source, n, resolved, env_lock), todo
+                )
+                results.update(zip(todo, outcomes, strict=True))
+        return {n: results[n] for n in names}
+
+    def _deploy_one(
+        self,
+        deploy_id: int,
+        source: Source,
+        name: str,
+        resolved: dict[str, dict[str, str]],
+        env_lock: threading.Lock,
+    ) -> ServiceOutcome:
+        spec = source.loaded.service(name)
+        emit = self.emitter(deploy_id, name)
+        try:
+            with env_lock:
                 env = resolve_service_env(self.ctx, source.loaded, spec, resolved, emit)
                 resolved[name] = env
-                stored = spec.stored(self.ctx.box.digest)
-                req = BuildRequest(
-                    name,
-                    stored,
-                    stored.config_digest(),
-                    env,
-                    source.root,
-                    source.label,
-                    source.git,
-                )
-                release = build_release(self.ctx, deploy_id, req, emit)
-                run_pre_deploy(self.ctx, release, emit)
-                rollout(
-                    self.ctx, release, emit,
-                    previous_status=ReleaseStatus.SUPERSEDED, from_blueprint=True,
-                )  # fmt: skip
-                results[name] = ServiceOutcome("ok", release=release.number)
-            except ShipyardError as exc:
-                emit(exc.message, "error")
-                results[name] = ServiceOutcome("failed", error=exc.message, code=exc.code)
-            except Exception as exc:  # a bug or an OS error: report it, go on with the others
-                log.exception("deploy of %s failed", name)
-                message = f"internal error: {type(exc).__name__}: {exc}"
-                emit(message, "error")
-                fail_unfinished_releases(self.ctx, name, message)
-                results[name] = ServiceOutcome("failed", error=message, code=ShipyardError.code)
-        return results
+            stored = spec.stored(self.ctx.box.digest)
+            req = BuildRequest(
+                name, stored, stored.config_digest(), env, source.root, source.label, source.git
+            )
+            release = build_release(self.ctx, deploy_id, req, emit)
+            run_pre_deploy(self.ctx, release, emit)
+            rollout(
+                self.ctx, release, emit,
+                previous_status=ReleaseStatus.SUPERSEDED, from_blueprint=True,
+            )  # fmt: skip
+            return ServiceOutcome("ok", release=release.number)
+        except ShipyardError as exc:
+            emit(exc.message, "error")
+            return ServiceOutcome("failed", error=exc.message, code=exc.code)
+        except Exception as exc:  # a bug or an OS error: report it, go on with the others
+            log.exception("deploy of %s failed", name)
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            emit(message, "error")
+            fail_unfinished_releases(self.ctx, name, message)
+            return ServiceOutcome("failed", error=message, code=ShipyardError.code)
 
     # rollback & scale --------------------------------------------------------------------
     def rollback(self, service: str, to: int | None = None) -> RollbackAccepted:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import socket
 
 from shipyard.context import Context
+from shipyard.errors import EdgeError
 from shipyard.records import InstanceState, Service
 from shipyard.route.table import Backend, RoutingTable, Server, ServerState
 from shipyard.settings import Settings
 from shipyard.store import Store
 
+# Internal listener ports stay below the kernel's default ephemeral range (32768-60999), where
+# instance ports come from.
+INTERNAL_PORT_LIMIT = 32768
 ROUTED: dict[InstanceState, ServerState] = {
     InstanceState.RUNNING: "ready",
     InstanceState.DRAINING: "drain",
@@ -55,8 +59,29 @@ def sync_routes(ctx: Context) -> None:
         ctx.edge.apply(desired_table(ctx.state, ctx.settings))
 
 
+def allocate_internal_port(ctx: Context) -> int:
+    """The stable internal listener port of a new web or private service: the lowest one from
+    ``settings.internal_port_base`` up that no service holds. The edge binds that region with
+    headroom, so a new service normally needs no reload; the kernel hands out instance ports
+    from the ephemeral range above it.
+
+    The caller holds ``ctx.port_lock`` until the port is recorded in the state.
+    """
+    used = ctx.state.used_ports() | {ctx.settings.http_port, ctx.settings.api_port}
+    port = ctx.settings.internal_port_base
+    while port in used:
+        port += 1
+    if port >= INTERNAL_PORT_LIMIT:
+        raise EdgeError(
+            f"No internal port left between {ctx.settings.internal_port_base} and "
+            f"{INTERNAL_PORT_LIMIT}: lower SHIPYARD_INTERNAL_PORT_BASE.",
+        )
+    return port
+
+
 def allocate_port(ctx: Context) -> int:
-    """A free loopback port no instance or listener of ours is using.
+    """A free loopback port for an instance, from the kernel's ephemeral range, that no
+    instance or listener of ours is using.
 
     The caller holds ``ctx.port_lock`` until the port is recorded in the state.
     """

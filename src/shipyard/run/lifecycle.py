@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.clock import poll_while
 from shipyard.context import Context, Emit
 from shipyard.errors import EdgeError
 from shipyard.observe.health import Probe
@@ -19,6 +20,7 @@ from shipyard.records import OF_RELEASE, Instance, InstanceState, Release, Servi
 from shipyard.release.env import runtime_env
 from shipyard.release.store import instance_log, release_paths
 from shipyard.route.desired import allocate_port, sync_routes
+from shipyard.route.table import ServerStats
 from shipyard.run.runtime import ProcessHandle, ProcessSpec
 
 WORKER_SETTLE_S = 2.0
@@ -126,10 +128,11 @@ def wait_healthy(
     timeout_s = float(spec.health_check_timeout_seconds or ctx.settings.health_timeout_s)
     pending = {i.id: i for i in instances}
     failures: list[StartFailure] = []
-    deadline = ctx.clock.monotonic() + timeout_s
     last_detail: dict[str, str] = {}
     started = ctx.clock.monotonic()
-    while pending:
+
+    def check_round() -> bool:
+        """One check of every pending instance; True while some are still pending."""
         for inst in list(pending.values()):
             status = ctx.runtime.status(handle_of(inst))
             if not status.running:
@@ -159,18 +162,17 @@ def wait_healthy(
             if result.healthy:
                 del pending[inst.id]
                 emit(f"{inst.id} is healthy ({result.detail})", "info")
-        if pending and ctx.clock.monotonic() >= deadline:
-            for inst in pending.values():
-                reason = (
-                    f"did not become healthy within {timeout_s:g} s "
-                    f"(last check: {last_detail.get(inst.id, 'none')})"
-                )
-                failures.append(
-                    StartFailure(inst.id, reason, tuple(ctx.runtime.tail(_log(inst), 20)))
-                )
-            break
-        if pending:
-            ctx.clock.sleep(ctx.settings.health_interval_s)
+        return bool(pending)
+
+    poll_while(
+        ctx.clock, check_round, bool, timeout_s=timeout_s, interval_s=ctx.settings.health_interval_s
+    )
+    for inst in pending.values():
+        reason = (
+            f"did not become healthy within {timeout_s:g} s "
+            f"(last check: {last_detail.get(inst.id, 'none')})"
+        )
+        failures.append(StartFailure(inst.id, reason, tuple(ctx.runtime.tail(_log(inst), 20))))
     return failures
 
 
@@ -203,22 +205,24 @@ def _log(inst: Instance) -> Path:
 
 
 def wait_edge_up(ctx: Context, svc: Service, instances: list[Instance]) -> list[str]:
-    """After routing new servers: wait until HAProxy itself reports them UP. Returns laggards."""
+    """After routing new servers: wait until HAProxy itself reports them UP (one batched stats
+    query per round). Returns laggards."""
     if svc.type == "worker":
         return []
-    deadline = ctx.clock.monotonic() + EDGE_UP_TIMEOUT_S
     pending = {i.id for i in instances}
-    while pending and ctx.clock.monotonic() < deadline:
+
+    def laggards() -> list[str]:
+        try:
+            stats = ctx.edge.all_server_stats()
+        except EdgeError:
+            return sorted(pending)  # asked again on the next round
         for inst_id in list(pending):
-            try:
-                stats = ctx.edge.server_stats(svc.name, inst_id)
-            except EdgeError:
-                continue  # asked again on the next round
-            if stats is not None and stats.status.upper().startswith(("UP", "NO CHECK")):
+            found = stats.get((svc.name, inst_id))
+            if found is not None and found.status.upper().startswith(("UP", "NO CHECK")):
                 pending.discard(inst_id)
-        if pending:
-            ctx.clock.sleep(0.1)
-    return sorted(pending)
+        return sorted(pending)
+
+    return poll_while(ctx.clock, laggards, bool, timeout_s=EDGE_UP_TIMEOUT_S, interval_s=0.1)
 
 
 def drain_and_stop(ctx: Context, svc: Service, instances: list[Instance], emit: Emit) -> None:
@@ -265,22 +269,22 @@ def sync_quietly(ctx: Context, emit: Emit) -> None:
 def wait_idle(ctx: Context, backend: str, servers: list[str], timeout_s: float) -> list[str]:
     """Wait until HAProxy reports scur == qcur == 0 for each server and no old worker remains
     (an old worker may still hold requests the new one cannot see). A failed query counts as
-    busy and is retried until the timeout."""
-    deadline = ctx.clock.monotonic() + timeout_s
-    while True:
+    busy and is retried until the timeout. Returns what is still busy."""
+
+    def busy() -> list[str]:
         try:
-            busy = [s for s in servers if not _idle(ctx, backend, s)]
-            if not busy and ctx.edge.old_workers() > 0:
-                busy = ["(a previous HAProxy worker)"]
+            stats = ctx.edge.all_server_stats()
+            found = [s for s in servers if not _idle(stats.get((backend, s)))]
+            if not found and ctx.edge.old_workers() > 0:
+                found = ["(a previous HAProxy worker)"]
         except EdgeError:
-            busy = ["(HAProxy did not answer)"]
-        if not busy or ctx.clock.monotonic() >= deadline:
-            return busy
-        ctx.clock.sleep(0.05)
+            found = ["(HAProxy did not answer)"]
+        return found
+
+    return poll_while(ctx.clock, busy, bool, timeout_s=timeout_s, interval_s=0.05)
 
 
-def _idle(ctx: Context, backend: str, server: str) -> bool:
-    stats = ctx.edge.server_stats(backend, server)
+def _idle(stats: ServerStats | None) -> bool:
     return stats is None or stats.idle
 
 

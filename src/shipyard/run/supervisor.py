@@ -19,6 +19,7 @@ from shipyard.context import Context, log_emitter
 from shipyard.errors import ShipyardError
 from shipyard.records import Instance, InstanceState
 from shipyard.route.desired import desired_table, sync_routes
+from shipyard.route.table import ServerKey, ServerStats
 from shipyard.run.claims import Claims
 from shipyard.run.lifecycle import (
     drain_and_stop,
@@ -68,13 +69,17 @@ class Supervisor:
                 log.exception("supervisor tick failed")
 
     def tick(self) -> None:
+        """One look at every running and crashed instance: liveness from the runtime, health
+        from ONE batched stats query to the edge (nothing per instance at rest)."""
         now = self.ctx.clock.now()
         self._keep_edge_up()
         changed = False
-        for inst in self.ctx.state.instances(states=(InstanceState.RUNNING, InstanceState.CRASHED)):
+        instances = self.ctx.state.instances(states=(InstanceState.RUNNING, InstanceState.CRASHED))
+        stats = self._edge_stats() if instances else {}
+        for inst in instances:
             if inst.state == InstanceState.RUNNING and not self.ctx.runtime.alive(handle_of(inst)):
                 changed |= self._record_crash(inst, now)
-            elif inst.state == InstanceState.RUNNING and self._unhealthy_too_long(inst, now):
+            elif inst.state == InstanceState.RUNNING and self._unhealthy_too_long(inst, stats, now):
                 changed |= self._restart_unhealthy(inst, now)
             elif (
                 inst.state == InstanceState.CRASHED
@@ -131,12 +136,19 @@ class Supervisor:
         with self.ctx.route_lock:
             self.ctx.edge.ensure_running(desired_table(self.ctx.state, self.ctx.settings))
 
-    def _unhealthy_too_long(self, inst: Instance, now: float) -> bool:
-        """True once HAProxy has reported the instance DOWN for UNHEALTHY_RESTART_S."""
+    def _edge_stats(self) -> dict[ServerKey, ServerStats] | None:
         try:
-            stats = self.ctx.edge.server_stats(inst.service, inst.id)
+            return self.ctx.edge.all_server_stats()
         except ShipyardError:
+            return None  # no verdict this tick
+
+    def _unhealthy_too_long(
+        self, inst: Instance, all_stats: dict[ServerKey, ServerStats] | None, now: float
+    ) -> bool:
+        """True once HAProxy has reported the instance DOWN for UNHEALTHY_RESTART_S."""
+        if all_stats is None:
             return False
+        stats = all_stats.get((inst.service, inst.id))
         if stats is None or not stats.status.upper().startswith("DOWN"):
             self._down_since.pop(inst.id, None)
             return False
