@@ -46,6 +46,7 @@ hygiene:
 bench: install
 	$(BIN)/python bench/deploy_under_load.py
 	$(BIN)/python bench/edge_overhead.py
+	$(BIN)/python bench/many_services.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

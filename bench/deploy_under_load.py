@@ -1,11 +1,18 @@
-"""Redeploy a web service 20 times under continuous load; count failed requests.
+"""Redeploy a web service N times under continuous load; count failed requests.
 
-The app (tests/apps/pyweb) boots in ~2 s and exits IMMEDIATELY on SIGTERM, so only Shipyard's
-health-gated start and HAProxy drain stand between a deploy and dropped requests.
+Two rows, measured in one run:
+
+- ``port``: 2 instances of tests/apps/pyweb listening on $PORT, booting in ~2 s and exiting
+  IMMEDIATELY on SIGTERM, so only Shipyard's health-gated start and HAProxy drain stand between
+  a deploy and dropped requests (the surge rollout: new instances beside the old).
+- ``fixed-port``: 1 instance that ignores $PORT and listens on a fixed port (FIXED_PORT), so two
+  generations cannot run side by side: Shipyard uses the recreate rollout (drain and stop the
+  old instance, then start the new one) and HAProxy holds requests meanwhile.
 
     .venv/bin/python bench/deploy_under_load.py [--deploys 20] [--workers 8]
+        [--modes port,fixed-port]
 
-Prints JSON, then a one-line summary. Target: 0 failed.
+Prints JSON, then one summary line per row. Target: 0 failed.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.harness import Project, Shipyard, load
+from tests.support.harness import Project, Shipyard, free_port, load
 
 BLUEPRINT = """
 services:
@@ -30,33 +38,43 @@ services:
     rootDir: pyweb
     startCommand: python3 app.py
     healthCheckPath: /healthz
-    numInstances: 2
+    numInstances: {instances}
     maxShutdownDelaySeconds: 5
     envVars:
       - {{key: VERSION, value: "{version}"}}
       - {{key: BOOT_DELAY, value: "2"}}
-      - {{key: EXIT_ON_SIGTERM, value: "1"}}
-"""
+      - {{key: EXIT_ON_SIGTERM, value: "{exit_on_sigterm}"}}
+{extra}"""
+
+MODES: dict[str, dict[str, Any]] = {
+    "port": {"instances": 2, "exit_on_sigterm": "1", "extra": ""},
+    # graceful on SIGTERM: in recreate the old instance is drained, then stopped
+    "fixed-port": {"instances": 1, "exit_on_sigterm": "0", "extra": "fixed"},
+}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--deploys", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=8)
-    args = parser.parse_args()
+def blueprint(mode: str, version: str, port: int) -> str:
+    cfg = dict(MODES[mode])
+    if cfg["extra"] == "fixed":
+        cfg["extra"] = f'      - {{key: FIXED_PORT, value: "{port}"}}\n'
+    return BLUEPRINT.format(version=version, **cfg)
+
+
+def run(mode: str, deploys: int, workers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-") as tmp:
         sy = Shipyard(Path(tmp) / "home")
         project = Project.create(Path(tmp) / "repo")
-        bp = project.blueprint(BLUEPRINT.format(version="v0"))
+        port = free_port()
+        bp = project.blueprint(blueprint(mode, "v0", port))
         sy.up()
         try:
             sy.ok("deploy", "-f", str(bp), "--wait")
             durations = []
             started = time.monotonic()
-            with load(sy.http_port, "bench.localhost", workers=args.workers) as result:
+            with load(sy.http_port, "bench.localhost", workers=workers) as result:
                 time.sleep(1)
-                for n in range(1, args.deploys + 1):
-                    project.blueprint(BLUEPRINT.format(version=f"v{n}"))
+                for n in range(1, deploys + 1):
+                    project.blueprint(blueprint(mode, f"v{n}", port))
                     t0 = time.monotonic()
                     sy.ok("deploy", "-f", str(bp), "--wait", timeout=300)
                     durations.append(time.monotonic() - t0)
@@ -65,12 +83,12 @@ def main() -> int:
             final = sy.get_json("bench")["version"]
         finally:
             sy.down()
-    report = {
-        "benchmark": "deploy_under_load",
-        "deploys": args.deploys,
-        "instances": 2,
+    return {
+        "mode": mode,
+        "deploys": deploys,
+        "instances": MODES[mode]["instances"],
         "app_boot_s": 2,
-        "load_workers": args.workers,
+        "load_workers": workers,
         "requests_sent": result.sent,
         "requests_failed": result.failed,
         "failure_samples": result.errors[:5],
@@ -82,13 +100,29 @@ def main() -> int:
         },
         "versions_served": len(result.versions),
         "final_version": final,
+        "ok": result.failed == 0 and final == f"v{deploys}",
     }
-    print(json.dumps(report, indent=2))
-    print(
-        f"deploy_under_load: {args.deploys} deploys, {result.sent} requests, "
-        f"{result.failed} failed, deploy median {report['deploy_s']['median']} s"
-    )
-    return 0 if result.failed == 0 and final == f"v{args.deploys}" else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--deploys", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--modes", default="port,fixed-port")
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    rows = [run(mode, args.deploys, args.workers) for mode in modes]
+    print(json.dumps({"benchmark": "deploy_under_load", "rows": rows}, indent=2))
+    for row in rows:
+        print(
+            f"deploy_under_load[{row['mode']}]: {row['deploys']} deploys, "
+            f"{row['requests_sent']} requests, {row['requests_failed']} failed, "
+            f"deploy median {row['deploy_s']['median']} s"
+        )
+    return 0 if all(row["ok"] for row in rows) else 1
 
 
 if __name__ == "__main__":

@@ -29,15 +29,25 @@ from shipyard.settings import Settings
 
 
 class Client:
-    def __init__(self, settings: Settings, timeout: float = 60.0) -> None:
+    def __init__(
+        self, settings: Settings, timeout: float = 60.0, http: httpx.Client | None = None
+    ) -> None:
+        """``http``: the HTTP client to send through (default: one to ``settings.api_url`` with
+        the token in SHIPYARD_HOME); tests pass a FastAPI TestClient (an httpx.Client)."""
         self.settings = settings
-        token = settings.token_path.read_text().strip() if settings.token_path.exists() else ""
-        self._http = httpx.Client(
-            base_url=settings.api_url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
-        )
+        self._owns_http = http is None  # close only what this client opened
+        if http is None:
+            path = settings.token_path
+            token = path.read_text().strip() if path.exists() else ""
+            http = httpx.Client(
+                base_url=settings.api_url, timeout=timeout,
+                headers={"Authorization": f"Bearer {token}"},
+            )  # fmt: skip
+        self._http = http
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self

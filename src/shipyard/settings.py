@@ -32,6 +32,9 @@ class Settings:
     drain_timeout_s: float = 30.0
     health_interval_s: float = 0.25
     build_timeout_s: float = 1800.0
+    # How long HAProxy holds a request to a deployed service that has no usable instance for
+    # the moment (a recreate rollout, a restart) before it answers 503.
+    request_hold_s: float = 20.0
     # Services of one deploy wave (none references another) deployed at the same time.
     deploy_concurrency: int = 4
     # What processes may see of the daemon's environment (CA and proxy settings), and where

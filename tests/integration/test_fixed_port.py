@@ -34,8 +34,9 @@ def test_fixed_port_app_redeploys_and_rolls_back(shipyard: Shipyard, project: Pr
         second = deploy(shipyard, bp)
     assert "recreate rollout" in second, second
     assert shipyard.get_json("fixie")["version"] == "v2"
-    assert set(result.versions) <= {"v1", "v2"} and result.sent > 0
-    print(f"fixed-port redeploy under load: {result.failed} of {result.sent} requests failed")
+    # the gap between the old instance and the new one is held in HAProxy, not failed
+    assert result.failed == 0 and result.sent > 0, (result.failed, result.errors[:5])
+    assert set(result.versions) == {"v1", "v2"}
     shipyard.ok("rollback", "fixie")
     assert shipyard.get_json("fixie")["version"] == "v1"
     scaled = shipyard.cli("scale", "fixie=2")

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from shipyard.drivers.haproxy import runtime
 from shipyard.drivers.haproxy.config import (
+    HOLD_LUA,
     EdgeOptions,
     render_config,
     render_maps,
@@ -104,6 +106,7 @@ def test_rendered_config_passes_haproxy_check(
         dir=tmp_path, internal_port_base=opts.internal_port_base, pool_spare=opts.pool_spare
     )
     (tmp_path / "server-state").write_text("1\n")
+    opts.lua_path.write_text(HOLD_LUA)
     layout = layout_for(table, opts)
     for map_name, text in render_maps(desired(table, layout).maps).items():
         opts.map_path(map_name).write_text(text)
@@ -134,7 +137,28 @@ def test_servers_sit_in_their_service_slot() -> None:
     assert layout.slots == {"api": "be_c0", "cache": "be_t0", "web": "be_h0"}
     text = render_config(FULL, layout, OPTS)
     web = text.split("backend be_h0 from d_hchk\n")[1].split("\n\n")[0]
-    assert web.splitlines() == [f"    server {s.name} {server_args(WEB, s)}" for s in WEB.servers]
+    servers = [line for line in web.splitlines() if line.startswith("    server ")]
+    assert servers == [f"    server {s.name} {server_args(WEB, s)}" for s in WEB.servers]
+
+
+def test_every_backend_holds_requests_only_when_its_service_asks() -> None:
+    """hold.map names the slots whose requests wait for a usable server (none: 503 at once)."""
+    table = RoutingTable(tuple(replace(b, hold_s=20.0) if b.name == "web" else b
+                               for b in FULL.backends))  # fmt: skip
+    layout = layout_for(table)
+    assert desired(table, layout).maps["hold"] == {"be_h0": "20000"}
+    assert desired(FULL, layout).maps["hold"] == {}
+    text = render_config(table, layout, OPTS)
+    hold = f"{OPTS.dir}/hold.map"
+    kinds = (("be_h0 from d_hchk", "http-request"), ("be_t0 from d_tcp", "tcp-request content"))
+    for slot, rules in kinds:
+        section = text.split(f"backend {slot}\n")[1].split("\n\n")[0]
+        assert (
+            f"    {rules} set-var(txn.shipyard_hold) be_name,map({hold}) if {{ nbsrv eq 0 }}"
+            in section
+        )
+        assert f"    {rules} lua.shipyard_hold if {{ var(txn.shipyard_hold) -m found }}" in section
+    assert f"    lua-load {OPTS.dir}/hold.lua\n" in text
 
 
 def test_unknown_host_gets_404_naming_the_host_and_no_line_per_host() -> None:

@@ -49,6 +49,16 @@ def settings() -> Settings:
 
 
 def client() -> Client:
+    """The API client of this invocation: ``obj`` of the click context when one is given (a
+    callable returning a Client: how in-process CLI tests reach a TestClient), else one to the
+    daemon of SHIPYARD_HOME."""
+    ctx = click.get_current_context(silent=True)
+    factory = ctx.find_root().obj if ctx is not None else None
+    if callable(factory):
+        made = factory()
+        if not isinstance(made, Client):
+            raise TypeError(f"the CLI's context object made {made!r}, not a Client")
+        return made
     return Client(settings())
 
 

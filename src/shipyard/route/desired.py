@@ -48,6 +48,9 @@ def desired_table(
                 health_path=svc.spec.health_check_path if web else None,
                 health_host=settings.external_host(svc.type, name),
                 servers=servers,
+                # a deployed service briefly without a usable instance (recreate, restart)
+                # makes requests wait for one rather than fail
+                hold_s=settings.request_hold_s if svc.deployed else 0.0,
             )
         )
     return RoutingTable(backends=tuple(backends))

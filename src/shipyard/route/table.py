@@ -32,6 +32,9 @@ class Backend:
     health_path: str | None = None  # HTTP check path; None = TCP connect check
     health_host: str = ""  # Host header sent by HTTP checks
     servers: tuple[Server, ...] = ()
+    # While no server is usable (a recreate rollout, a restart), hold each request up to this
+    # long for one to come UP instead of answering 503 at once; 0 answers at once.
+    hold_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from pathlib import Path
 from shipyard.clock import Clock, SystemClock
 from shipyard.drivers.haproxy import runtime
 from shipyard.drivers.haproxy.config import (
+    HOLD_LUA,
     EdgeOptions,
     render_config,
     render_maps,
@@ -293,6 +294,7 @@ class HAProxyEdge:
         """``haproxy -c`` on the config and maps (copies in a scratch directory); raises
         EdgeError with HAProxy's own messages, file names as the user knows them."""
         self._opts.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._write(self._opts.lua_path, HOLD_LUA)  # the config loads it
         scratch = self._opts.dir / f".check.{os.getpid()}.{threading.get_ident()}"
         scratch.mkdir(exist_ok=True)
         cfg = scratch / "haproxy.cfg"
@@ -494,6 +496,7 @@ class HAProxyEdge:
 
     def _write_files(self, layout: Layout, text: str, maps: Mapping[MapName, str]) -> None:
         """Maps, then the layout, then the config; each only if it changed."""
+        self._write(self._opts.lua_path, HOLD_LUA)
         for name in MAPS:
             self._write(self._opts.map_path(name), maps[name])
         self._write(self._opts.layout_file, layout.to_json())

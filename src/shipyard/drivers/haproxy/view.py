@@ -7,6 +7,7 @@ Maps (one entry per line, ``key value``, written beside the runtime change):
 - ``ports.map``: internal port -> slot; the internal frontend's ``use_backend``.
 - ``health.map``: ``be_h`` slot -> HTTP health check path (default ``/``).
 - ``checkhost.map``: ``be_h`` slot -> Host header of health checks (default ``localhost``).
+- ``hold.map``: slot -> milliseconds a request waits while the slot has no usable server.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Literal
 from shipyard.drivers.haproxy.layout import Layout, kind_of
 from shipyard.route.table import RoutingTable, Server
 
-MapName = Literal["hosts", "ports", "health", "checkhost"]
-MAPS: tuple[MapName, ...] = ("hosts", "ports", "health", "checkhost")
+MapName = Literal["hosts", "ports", "health", "checkhost", "hold"]
+MAPS: tuple[MapName, ...] = ("hosts", "ports", "health", "checkhost", "hold")
 ROUTE_MAPS: tuple[MapName, ...] = ("hosts", "ports")
 CHECK_MAPS: tuple[MapName, ...] = ("health", "checkhost")
 DUPLICATE = "\0duplicate"  # a key HAProxy holds more than once (``add map`` twice)
@@ -56,6 +57,8 @@ def desired(table: RoutingTable, layout: Layout) -> Desired:
         for host in backend.public_hosts:
             maps["hosts"][host.lower()] = slot
         maps["ports"][str(backend.internal_port)] = slot
+        if backend.hold_s > 0:
+            maps["hold"][slot] = str(round(backend.hold_s * 1000))
         if kind_of(backend) == "h" and backend.health_path:
             maps["health"][slot] = backend.health_path
             if backend.health_host:
