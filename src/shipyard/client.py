@@ -3,7 +3,6 @@ same ShipyardError class the server raised (rebuilt from its ``code``)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from shipyard.apimodels import (
     ServiceView,
     ShutdownAccepted,
 )
+from shipyard.clock import SystemClock, poll_until
 from shipyard.errors import DaemonUnavailable, ShipyardError, error_from_dict
 from shipyard.settings import Settings
 
@@ -159,18 +159,20 @@ class Client:
     ) -> OperationView:
         """Poll events until the operation finishes; returns the final operation."""
         after = 0
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def finished() -> OperationView | None:
+            nonlocal after
             page = self.events(deploy_id, after)
             for event in page.events:
                 after = event.id
                 if on_event is not None:
                     on_event(event)
-            if page.deploy.status != "running":
-                return page.deploy
-            if time.monotonic() > deadline:
-                raise ShipyardError(f"Gave up waiting for operation #{deploy_id}.")
-            time.sleep(poll_s)
+            return page.deploy if page.deploy.status != "running" else None
+
+        final = poll_until(SystemClock(), finished, timeout_s=timeout_s, interval_s=poll_s)
+        if final is None:
+            raise ShipyardError(f"Gave up waiting for operation #{deploy_id}.")
+        return final
 
 
 _SERVICES: TypeAdapter[list[ServiceView]] = TypeAdapter(list[ServiceView])

@@ -96,13 +96,17 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
         home = Path(env.get("SHIPYARD_HOME") or Path.home() / ".shipyard").expanduser()
+        http_port = _port(env, "SHIPYARD_HTTP_PORT", DEFAULT_HTTP_PORT)
+        api_port = _port(env, "SHIPYARD_API_PORT", DEFAULT_API_PORT)
+        base = _port(env, "SHIPYARD_INTERNAL_PORT_BASE", DEFAULT_INTERNAL_PORT_BASE)
+        _check_internal_region(
+            base, {"SHIPYARD_HTTP_PORT": http_port, "SHIPYARD_API_PORT": api_port}
+        )
         return cls(
             home=home.absolute(),
-            http_port=_port(env, "SHIPYARD_HTTP_PORT", DEFAULT_HTTP_PORT),
-            api_port=_port(env, "SHIPYARD_API_PORT", DEFAULT_API_PORT),
-            internal_port_base=_port(
-                env, "SHIPYARD_INTERNAL_PORT_BASE", DEFAULT_INTERNAL_PORT_BASE
-            ),
+            http_port=http_port,
+            api_port=api_port,
+            internal_port_base=base,
             http_bind=env.get("SHIPYARD_HTTP_BIND", "127.0.0.1"),
             haproxy_bin=env.get("SHIPYARD_HAPROXY") or find_haproxy(env.get("PATH", "")),
             host=HostEnv.capture(
@@ -117,6 +121,27 @@ class Settings:
             python_bin=env.get("SHIPYARD_PYTHON") or base_python(),
             deploy_concurrency=_count(env, "SHIPYARD_DEPLOY_CONCURRENCY", 4),
         )
+
+
+# The kernel's default ephemeral range starts here: instance ports come from above it, the
+# services' internal listeners from [SHIPYARD_INTERNAL_PORT_BASE, INTERNAL_PORT_LIMIT).
+INTERNAL_PORT_LIMIT = 32768
+
+
+def _check_internal_region(base: int, listeners: dict[str, int]) -> None:
+    if not 1024 <= base <= INTERNAL_PORT_LIMIT - 256:
+        raise UsageError(
+            f"SHIPYARD_INTERNAL_PORT_BASE has value {base}. Expected a port from 1024 to "
+            f"{INTERNAL_PORT_LIMIT - 256}: services' internal listeners take the ports from "
+            f"there up to {INTERNAL_PORT_LIMIT}."
+        )
+    for name, port in listeners.items():
+        if base <= port < INTERNAL_PORT_LIMIT:
+            raise UsageError(
+                f"{name} has value {port}, inside the region of internal ports "
+                f"({base}-{INTERNAL_PORT_LIMIT - 1}, SHIPYARD_INTERNAL_PORT_BASE). Choose a port "
+                "outside it, or move the region."
+            )
 
 
 def find_haproxy(path: str) -> str:

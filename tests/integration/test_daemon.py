@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_deploy import deploy, web
-from tests.support.harness import Project, Shipyard, load
+from tests.support.harness import Project, Shipyard, load, wait_for
 
 
 def alive(pid: int) -> bool:
@@ -43,12 +42,14 @@ def test_kill_daemon_keeps_serving_and_readopts(own_shipyard: Shipyard, project:
     proxy_pid = haproxy_pid(sy)
     with load(sy.http_port, "keep.localhost") as result:
         sy.kill_daemon()
-        time.sleep(1.5)
+        killed_at = result.sent
         down = sy.cli("ps")
         assert down.code == 7 and "not reachable" in down.err
-        sent_while_down = result.sent
+        wait_for(lambda: result.sent > killed_at + 200)  # served while no daemon runs
+        sent_while_down = result.sent - killed_at
         sy.up()
-        time.sleep(0.5)
+        back_at = result.sent
+        wait_for(lambda: result.sent > back_at + 50)  # and on after the new daemon adopted
     assert sent_while_down > 20 and result.failed == 0, result.errors[:5]
     svc = sy.service("keep")
     assert {i["id"]: i["pid"] for i in svc["instances"]} == pids  # same processes, not restarted
@@ -67,12 +68,9 @@ def test_down_stops_everything_and_up_restores(own_shipyard: Shipyard, project: 
     pids = [i["pid"] for i in sy.service("cycle")["instances"]]
     proxy_pid = haproxy_pid(sy)
     sy.ok("down")
-    time.sleep(0.5)
-    assert not any(alive(p) for p in [*pids, proxy_pid])
+    wait_for(lambda: not any(alive(p) for p in [*pids, proxy_pid]), timeout=10)
     sy.up()
-    deadline = time.monotonic() + 30
-    while sy.service("cycle")["status"] != "live" and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_for(lambda: sy.service("cycle")["status"] == "live")
     assert sy.get_json("cycle")["version"] == "v1"
     # down while the daemon is dead still stops what it started
     pids = [i["pid"] for i in sy.service("cycle")["instances"]] + [haproxy_pid(sy)]
@@ -105,7 +103,7 @@ def test_down_during_a_deploy_leaves_no_process_behind(
     deploy(sy, bp)
     project.blueprint("services:\n" + slow.replace("value: v1", "value: v2"))
     sy.ok("deploy", "-f", str(bp))  # no --wait: still starting release 2 when down arrives
-    time.sleep(0.5)
+    wait_for(lambda: any(i["release"] == 2 for i in sy.service("racer")["instances"]))
     refused = sy.cli("scale", "racer=3")
     sy.ok("down")
     assert processes_of("racer") == []

@@ -6,21 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from tests.integration.test_deploy import deploy, web
-from tests.support.harness import Project, Shipyard, load
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+from tests.support.harness import Project, Shipyard, load, wait_for
 
 
 def test_rollback_and_releases(shipyard: Shipyard, project: Project) -> None:

@@ -15,17 +15,34 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from shipyard.client import Client
 from shipyard.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = REPO / "tests" / "apps"
+
+
+T = TypeVar("T")
+
+
+def wait_for(
+    predicate: Callable[[], T | Literal[False] | None], timeout: float = 30, interval: float = 0.1
+) -> T:
+    """The first truthy value of ``predicate``; AssertionError if none within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout:g} s")
+        time.sleep(interval)
 
 
 def free_port_region(size: int = 256) -> int:

@@ -11,6 +11,8 @@ from shipyard.errors import DeployFailed, EdgeError
 from shipyard.records import InstanceState, ReleaseStatus
 from shipyard.rollout.execute import choose_strategy, rollout
 from shipyard.rollout.strategy import RECREATE, SURGE
+from shipyard.route.table import ServerStats
+from shipyard.run.lifecycle import drain_and_stop
 from shipyard.testing import FakeEdge, FakeRuntime, make_context, seed_release, seed_service
 
 EVENTS: list[tuple[str, str]] = []
@@ -127,3 +129,31 @@ def test_a_failed_recreate_brings_the_old_release_back(ctx: Context) -> None:
     # release 1 runs again, on fresh instances
     assert InstanceState.RUNNING in states(ctx, 1)
     assert any("restarting release 1" in m for _, m in EVENTS)
+
+
+def test_drain_waits_until_the_edge_sees_no_request_in_flight(tmp_path: Path) -> None:
+    """A web service's old instances are drained (HAProxy state drain) and stopped only once
+    HAProxy reports them idle; the wait goes by the (fake) clock."""
+    ctx = make_context(tmp_path)
+    runtime, edge = fakes(ctx)
+    seed_service(ctx, "webby", "web", instances=1, internal_port=7000)
+    busy_until = ctx.clock.monotonic() + 3.0
+    seen: list[str] = []
+
+    def stats(backend: str, server: str) -> ServerStats:
+        table_state = next(
+            s.state for b in edge.table.backends for s in b.servers if s.name == server
+        )
+        seen.append(f"{server}:{table_state}")
+        inflight = 1 if server == "webby-1" and ctx.clock.monotonic() < busy_until else 0
+        return ServerStats("UP", inflight, 0)
+
+    edge.stats = stats
+    old = ctx.state.instance("webby-1")
+    drain_and_stop(ctx, ctx.state.service("webby"), [old], emit)
+    assert "webby-1:drain" in seen  # routed in drain state while requests finished
+    assert ctx.clock.monotonic() >= busy_until  # stopped only once idle
+    assert old.pid not in runtime.live
+    assert ctx.state.instance("webby-1").state == InstanceState.STOPPED
+    assert edge.table.backend("webby") is not None
+    assert edge.table.backend("webby").servers == ()  # type: ignore[union-attr]

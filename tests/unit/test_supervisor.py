@@ -80,17 +80,19 @@ def test_instance_down_in_haproxy_for_a_minute_is_restarted(tmp_path: Path) -> N
     clock = ctx.clock
     assert isinstance(clock, FakeClock)
     sup = Supervisor(ctx, Claims())
-    sup.tick()
+    sup.tick()  # DOWN seen at t=0
     clock.advance(30)
     status["value"] = "UP"  # recovered in time: the clock starts over
     sup.tick()
     status["value"] = "DOWN"
-    sup.tick()
-    clock.advance(59)
-    sup.tick()
+    clock.advance(5)
+    sup.tick()  # DOWN again since t=35
+    for _ in range(11):  # the edge is asked every 5 s: t=40 ... t=90
+        clock.advance(5)
+        sup.tick()
     assert ctx.state.instance("webby-1").state == "running"
-    clock.advance(1)
-    sup.tick()
+    clock.advance(5)
+    sup.tick()  # t=95: DOWN for 60 s
     inst = ctx.state.instance("webby-1")
     assert inst.state == "crashed" and "failed health checks for 60 s" in inst.last_exit
     assert inst.pid not in runtime.live  # the hung process was stopped

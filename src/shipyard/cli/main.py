@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from shipyard.cli.output import (
     table,
 )
 from shipyard.client import Client
+from shipyard.clock import SystemClock, poll_until
 from shipyard.errors import DaemonUnavailable, ShipyardError, UsageError, error_from_dict
 from shipyard.settings import Settings
 
@@ -98,20 +98,16 @@ def up(detach: bool) -> None:
             start_new_session=True,
             close_fds=True,
         )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def answered() -> bool:
         if proc.poll() is not None:
             tail = cfg.daemon_log_path.read_text(errors="replace").splitlines()[-15:]
             raise ShipyardError(
                 "The daemon exited during start-up:\n" + "\n".join(f"    | {line}" for line in tail)
             )
-        with Client(cfg, timeout=2) as c:
-            try:
-                c.health()
-                break
-            except DaemonUnavailable:
-                time.sleep(0.2)
-    else:
+        return _answers(cfg)
+
+    if not poll_until(SystemClock(), answered, timeout_s=60, interval_s=0.2):
         raise ShipyardError(f"The daemon did not answer within 60 s; see {cfg.daemon_log_path}.")
     click.echo(
         f"Shipyard is up (pid {proc.pid}): API {cfg.api_url}, "
@@ -132,15 +128,19 @@ def down() -> None:
             count = stop_everything(cfg)
             click.echo(f"Daemon was not running; stopped {count} instance(s) and HAProxy.")
             return
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                c.health()
-                time.sleep(0.3)
-            except DaemonUnavailable:
-                click.echo("Shipyard is down.")
-                return
+        if poll_until(SystemClock(), lambda: not _answers(cfg), timeout_s=90, interval_s=0.3):
+            click.echo("Shipyard is down.")
+            return
     raise ShipyardError("The daemon did not stop within 90 s.")
+
+
+def _answers(cfg: Settings) -> bool:
+    with Client(cfg, timeout=2) as c:
+        try:
+            c.health()
+        except DaemonUnavailable:
+            return False
+    return True
 
 
 def _wait_and_report(c: Client, op_id: int, as_json: bool) -> None:

@@ -30,7 +30,7 @@ from shipyard.records import OF_RELEASE, OperationKind
 from shipyard.run.lifecycle import stop_all
 from shipyard.run.recovery import recover
 from shipyard.run.supervisor import Supervisor
-from shipyard.settings import Settings
+from shipyard.settings import INTERNAL_PORT_LIMIT, Settings
 
 log = logging.getLogger("shipyard.daemon")
 SHUTDOWN_WAIT_S = 120.0  # how long `down` waits for running operations
@@ -79,6 +79,7 @@ class Daemon:
                 http_bind=settings.http_bind,
                 http_port=settings.http_port,
                 internal_port_base=settings.internal_port_base,
+                internal_port_limit=INTERNAL_PORT_LIMIT,
             ),
             haproxy_bin=settings.haproxy_bin,
             clock=clock,

@@ -190,14 +190,18 @@ class Engine:
         anything is changed."""
         proposed = []
         now = self.ctx.clock.now()
-        for n, spec in enumerate(loaded.services, start=1):
+        planned: set[int] = set()  # the ports registration would allocate (same layout)
+        for spec in loaded.services:
             existing = self.ctx.state.find_service(spec.name)
             port = existing.internal_port if existing else None
+            if port is None and spec.type in ("web", "pserv"):
+                port = allocate_internal_port(self.ctx, planned)
+                planned.add(port)
             proposed.append(
                 Service(
                     name=spec.name, type=spec.type, spec=specs[spec.name], blueprint_path="",
                     desired_instances=spec.num_instances, blueprint_instances=spec.num_instances,
-                    internal_port=port or n,  # a placeholder until the service is registered
+                    internal_port=port,
                     current_release=None, created_at=now, updated_at=now,
                 )
             )  # fmt: skip

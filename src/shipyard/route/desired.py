@@ -8,12 +8,9 @@ from shipyard.context import Context
 from shipyard.errors import EdgeError
 from shipyard.records import InstanceState, Service
 from shipyard.route.table import Backend, RoutingTable, Server, ServerState
-from shipyard.settings import Settings
+from shipyard.settings import INTERNAL_PORT_LIMIT, Settings
 from shipyard.store import Store
 
-# Internal listener ports stay below the kernel's default ephemeral range (32768-60999), where
-# instance ports come from.
-INTERNAL_PORT_LIMIT = 32768
 ROUTED: dict[InstanceState, ServerState] = {
     InstanceState.RUNNING: "ready",
     InstanceState.DRAINING: "drain",
@@ -62,15 +59,16 @@ def sync_routes(ctx: Context) -> None:
         ctx.edge.apply(desired_table(ctx.state, ctx.settings))
 
 
-def allocate_internal_port(ctx: Context) -> int:
+def allocate_internal_port(ctx: Context, taken: set[int] | None = None) -> int:
     """The stable internal listener port of a new web or private service: the lowest one from
-    ``settings.internal_port_base`` up that no service holds. The edge binds that region with
-    headroom, so a new service normally needs no reload; the kernel hands out instance ports
-    from the ephemeral range above it.
+    ``settings.internal_port_base`` up that no service holds (nor ``taken``). The edge binds
+    that region with headroom, so a new service normally needs no reload; the kernel hands out
+    instance ports from the ephemeral range above it.
 
     The caller holds ``ctx.port_lock`` until the port is recorded in the state.
     """
     used = ctx.state.used_ports() | {ctx.settings.http_port, ctx.settings.api_port}
+    used |= taken or set()
     port = ctx.settings.internal_port_base
     while port in used:
         port += 1

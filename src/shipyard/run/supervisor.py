@@ -33,12 +33,20 @@ log = logging.getLogger("shipyard.supervisor")
 # Render: ~15 s of failed checks takes an instance out of routing (HAProxy's `fall` does that
 # here), ~60 s restarts it.
 UNHEALTHY_RESTART_S = 60.0
+# At rest a tick costs one state query and a liveness check per instance; the edge is asked
+# less often: HAProxy's health verdicts only matter after UNHEALTHY_RESTART_S, and a dead
+# HAProxy is rare (requests already wait in the kernel's accept queue meanwhile).
+# At rest a tick costs one state query and a liveness check per instance; the edge is asked
+# less often: HAProxy's health verdicts only matter after UNHEALTHY_RESTART_S, and a dead
+# HAProxy is rare (connections wait in the kernel's accept queue meanwhile).
 RECONCILE_EVERY = 20  # ticks
+EDGE_CHECK_S = 5.0  # is HAProxy up, and which instances does it see DOWN
+EDGE_CHECK_EVERY = 5  # ticks: is HAProxy up, and which instances does it see DOWN
 LEFTOVER = (InstanceState.STARTING, InstanceState.DRAINING, InstanceState.STOPPING)
 
 
 class Supervisor:
-    def __init__(self, ctx: Context, claims: Claims, interval_s: float = 0.5) -> None:
+    def __init__(self, ctx: Context, claims: Claims, interval_s: float = 1.0) -> None:
         self.ctx = ctx
         self.claims = claims
         self.interval_s = interval_s
@@ -46,6 +54,7 @@ class Supervisor:
         self._restarting: set[str] = set()
         self._down_since: dict[str, float] = {}
         self._ticks = 0
+        self._edge_checked = float("-inf")
         self._threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
 
@@ -72,10 +81,13 @@ class Supervisor:
         """One look at every running and crashed instance: liveness from the runtime, health
         from ONE batched stats query to the edge (nothing per instance at rest)."""
         now = self.ctx.clock.now()
-        self._keep_edge_up()
+        look_at_edge = now - self._edge_checked >= EDGE_CHECK_S
+        if look_at_edge:
+            self._edge_checked = now
+            self._keep_edge_up()
         changed = False
         instances = self.ctx.state.instances(states=(InstanceState.RUNNING, InstanceState.CRASHED))
-        stats = self._edge_stats() if instances else {}
+        stats = self._edge_stats() if instances and look_at_edge else None
         for inst in instances:
             if inst.state == InstanceState.RUNNING and not self.ctx.runtime.alive(handle_of(inst)):
                 changed |= self._record_crash(inst, now)
