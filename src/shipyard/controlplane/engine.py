@@ -8,28 +8,19 @@ a time per service (a second one gets Conflict naming the first).
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 
-from shipyard.apimodels import (
-    DeployAccepted,
-    NoticeView,
-    PlanStepView,
-    PlanView,
-    RollbackAccepted,
-    ScaleAccepted,
-)
-from shipyard.blueprint.load import LoadedBlueprint, find_blueprint, load_blueprint
+from shipyard.apimodels import DeployAccepted, PlanView, RollbackAccepted, ScaleAccepted
+from shipyard.blueprint.load import LoadedBlueprint
 from shipyard.blueprint.refs import dependency_waves
 from shipyard.blueprint.spec import ServiceSpec
 from shipyard.builds.build import BuildRequest, build_release
 from shipyard.clock import poll_while
 from shipyard.context import Context, Emit
+from shipyard.controlplane.views import plan_view
 from shipyard.errors import Conflict, EdgeError, NotFound, ShipyardError, UsageError
 from shipyard.plan.plan import Plan, make_plan
 from shipyard.records import (
@@ -48,19 +39,9 @@ from shipyard.rollout.predeploy import run_pre_deploy
 from shipyard.route.desired import allocate_internal_port, desired_table
 from shipyard.run.claims import Claims
 from shipyard.run.scale import scale_to
-from shipyard.source.snapshot import GitInfo, git_checkout, git_info
+from shipyard.source.open import Source, open_source
 
 log = logging.getLogger("shipyard.engine")
-
-
-@dataclass
-class Source:
-    loaded: LoadedBlueprint
-    root: Path
-    git: GitInfo
-    label: str  # where the code comes from, for people
-    blueprint_id: str  # stable across deploys of the same Blueprint (orphan detection)
-    cleanup: Callable[[], None] = field(default=lambda: None)
 
 
 class Engine:
@@ -134,39 +115,7 @@ class Engine:
 
     # source & plan ---------------------------------------------------------------------------
     def open_source(self, blueprint: str | None, repo: str | None, branch: str | None) -> Source:
-        """Load the Blueprint from a directory/file or a git checkout; the caller owns
-        ``Source.cleanup`` (a checkout lives until its deploy has copied it)."""
-        if not repo:
-            path = Path(blueprint or ".").expanduser().absolute()
-            if path.is_dir():
-                path = find_blueprint(path)
-            elif not path.exists():
-                raise UsageError(
-                    f"Blueprint file {str(path)!r} does not exist.", fields={"blueprint": str(path)}
-                )
-            loaded = load_blueprint(path)
-            return Source(loaded, loaded.root, git_info(loaded.root), str(loaded.root),
-                          str(loaded.path))  # fmt: skip
-        branch = branch or "main"
-        tmp = Path(tempfile.mkdtemp(prefix="checkout-", dir=self._tmp_dir()))
-        try:
-            checkout = tmp / "src"
-            git = git_checkout(repo, branch, checkout)
-            path = (checkout / blueprint).resolve() if blueprint else find_blueprint(checkout)
-            if not path.is_relative_to(checkout.resolve()) or not path.is_file():
-                raise UsageError(f"{blueprint!r} is not a file in {repo} (branch {branch}).")
-            loaded = load_blueprint(path)
-            blueprint_id = f"{repo}@{branch}:{path.relative_to(checkout.resolve())}"
-            return Source(loaded, loaded.root, git, f"{repo}@{branch}", blueprint_id,
-                          lambda: shutil.rmtree(tmp, ignore_errors=True))  # fmt: skip
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-    def _tmp_dir(self) -> Path:
-        path = self.ctx.settings.home / "tmp"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return open_source(blueprint, repo, branch, self.ctx.settings.home / "tmp")
 
     def plan_for(self, source: Source) -> Plan:
         loaded = source.loaded
@@ -214,29 +163,9 @@ class Engine:
     def plan(self, blueprint: str | None, repo: str | None, branch: str | None) -> PlanView:
         source = self.open_source(blueprint, repo, branch)
         try:
-            return self._describe(source, self.plan_for(source))
+            return plan_view(source, self.plan_for(source))
         finally:
             source.cleanup()
-
-    @staticmethod
-    def _describe(source: Source, plan: Plan) -> PlanView:
-        return PlanView(
-            blueprint=source.blueprint_id,
-            source=source.label,
-            commit=source.git.commit,
-            steps=[
-                PlanStepView(
-                    service=s.service, type=s.type, action=s.action, changes=list(s.changes)
-                )
-                for s in plan.steps
-            ],
-            orphans=list(plan.orphans),
-            problems=list(plan.problems),
-            notices=[
-                NoticeView(location=n.location, path=n.path, message=n.message)
-                for n in source.loaded.notices
-            ],
-        )
 
     # deploy ----------------------------------------------------------------------------------
     def deploy(
@@ -294,7 +223,7 @@ class Engine:
                 source.cleanup()
 
         self._spawn(deploy_id, names, work)
-        return DeployAccepted(id=deploy_id, **self._describe(source, plan).model_dump())
+        return DeployAccepted(id=deploy_id, **plan_view(source, plan).model_dump())
 
     def _register_services(self, source: Source, names: list[str]) -> None:
         """Create service rows (and their stable internal ports) before anything is built."""

@@ -15,6 +15,7 @@ from typing import Any
 from shipyard.blueprint.spec import ServiceSpec
 from shipyard.clock import Clock
 from shipyard.controlplane.db import Database
+from shipyard.controlplane.rows import instance_row, operation_row, release_row, service_row
 from shipyard.errors import NotFound
 from shipyard.records import (
     ACTIVE_INSTANCE,
@@ -31,80 +32,6 @@ from shipyard.records import (
 )
 
 __all__ = ["State"]
-
-
-def _service(row: dict[str, Any]) -> Service:
-    return Service(
-        name=row["name"],
-        type=row["type"],
-        spec=ServiceSpec.from_json(row["spec_json"]),
-        blueprint_path=row["blueprint_path"],
-        desired_instances=int(row["desired_instances"]),
-        blueprint_instances=int(row["blueprint_instances"]),
-        internal_port=row["internal_port"],
-        current_release=row["current_release"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _release(row: dict[str, Any]) -> Release:
-    return Release(
-        service=row["service"],
-        number=int(row["number"]),
-        status=ReleaseStatus(row["status"]),
-        reason=row["reason"],
-        created_at=row["created_at"],
-        finished_at=row["finished_at"],
-        live_at=row["live_at"],
-        config_digest=row["config_digest"],
-        git_commit=row["git_commit"],
-        git_branch=row["git_branch"],
-        source=row["source"],
-        dir=row["dir"],
-        spec=ServiceSpec.from_json(row["spec_json"]),
-        env_enc=bytes(row["env_enc"]),
-        deploy_id=row["deploy_id"],
-        deployable=bool(row["deployable"]),
-        pruned=bool(row["pruned"]),
-    )
-
-
-def _instance(row: dict[str, Any]) -> Instance:
-    return Instance(
-        id=row["id"],
-        service=row["service"],
-        release=int(row["release"]),
-        port=int(row["port"]),
-        pid=row["pid"],
-        start_time=row["start_time"],
-        state=InstanceState(row["state"]),
-        restarts=int(row["restarts"]),
-        last_exit=row["last_exit"],
-        restart_at=row["restart_at"],
-        crash_times=tuple(json.loads(row["crash_times"])),
-        log_path=row["log_path"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        assigned_port=row["assigned_port"],
-    )
-
-
-def _operation(row: dict[str, Any]) -> Operation:
-    result = {
-        name: ServiceOutcome(**outcome) for name, outcome in json.loads(row["result_json"]).items()
-    }
-    return Operation(
-        id=int(row["id"]),
-        kind=OperationKind(row["kind"]),
-        target=row["target"],
-        status=OperationStatus(row["status"]),
-        error=row["error"],
-        error_code=row["error_code"],
-        created_at=row["created_at"],
-        finished_at=row["finished_at"],
-        result=result,
-    )
 
 
 def _marks(values: Iterable[object]) -> str:
@@ -127,10 +54,10 @@ class State:
 
     def find_service(self, name: str) -> Service | None:
         row = self.db.one("SELECT * FROM services WHERE name = ?", name)
-        return _service(row) if row is not None else None
+        return service_row(row) if row is not None else None
 
     def services(self) -> list[Service]:
-        return [_service(r) for r in self.db.all("SELECT * FROM services ORDER BY name")]
+        return [service_row(r) for r in self.db.all("SELECT * FROM services ORDER BY name")]
 
     def register_service(
         self,
@@ -258,11 +185,11 @@ class State:
                 f"Service {service!r} has no release {number}.",
                 fields={"service": service, "release": number},
             )
-        return _release(row)
+        return release_row(row)
 
     def releases(self, service: str) -> list[Release]:
         rows = self.db.all("SELECT * FROM releases WHERE service=? ORDER BY number DESC", service)
-        return [_release(r) for r in rows]
+        return [release_row(r) for r in rows]
 
     def mark_deployable(self, service: str, number: int) -> None:
         """Built and past its pre-deploy command: a release rollback may roll out again."""
@@ -303,7 +230,7 @@ class State:
         row = self.db.one("SELECT * FROM instances WHERE id = ?", inst_id)
         if row is None:
             raise NotFound(f"Instance {inst_id!r} does not exist.")
-        return _instance(row)
+        return instance_row(row)
 
     def instances(
         self, service: str | None = None, states: tuple[InstanceState, ...] = ACTIVE_INSTANCE
@@ -313,7 +240,7 @@ class State:
         if service is not None:
             sql += " AND service = ?"
             params.append(service)
-        return [_instance(r) for r in self.db.all(sql + " ORDER BY created_at", *params)]
+        return [instance_row(r) for r in self.db.all(sql + " ORDER BY created_at", *params)]
 
     def transition(
         self, inst_id: str, from_states: tuple[InstanceState, ...], **values: Any
@@ -361,11 +288,11 @@ class State:
         row = self.db.one("SELECT * FROM deploys WHERE id=?", deploy_id)
         if row is None:
             raise NotFound(f"Deploy {deploy_id} does not exist.")
-        return _operation(row)
+        return operation_row(row)
 
     def running_deploys(self) -> list[Operation]:
         rows = self.db.all("SELECT * FROM deploys WHERE status = ?", OperationStatus.RUNNING)
-        return [_operation(r) for r in rows]
+        return [operation_row(r) for r in rows]
 
     def add_event(
         self, deploy_id: int, message: str, service: str = "", level: str = "info"

@@ -7,14 +7,19 @@ from shipyard.apimodels import (
     EventsPage,
     EventView,
     InstanceView,
+    NoticeView,
     OperationView,
     OutcomeView,
+    PlanStepView,
+    PlanView,
     ReleaseView,
     ServiceStatus,
     ServiceView,
 )
 from shipyard.context import Context
+from shipyard.plan.plan import Plan
 from shipyard.records import Event, Instance, InstanceState, Operation, Release, Service
+from shipyard.source.open import Source
 
 
 def instance_view(ctx: Context, inst: Instance) -> InstanceView:
@@ -106,4 +111,22 @@ def events_page(op: Operation, events: list[Event]) -> EventsPage:
     return EventsPage(
         deploy=operation_view(op),
         events=[EventView(**vars(e)) for e in events],
+    )
+
+
+def plan_view(source: Source, plan: Plan) -> PlanView:
+    return PlanView(
+        blueprint=source.blueprint_id,
+        source=source.label,
+        commit=source.git.commit,
+        steps=[
+            PlanStepView(service=s.service, type=s.type, action=s.action, changes=list(s.changes))
+            for s in plan.steps
+        ],
+        orphans=list(plan.orphans),
+        problems=list(plan.problems),
+        notices=[
+            NoticeView(location=n.location, path=n.path, message=n.message)
+            for n in source.loaded.notices
+        ],
     )

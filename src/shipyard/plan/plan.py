@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Literal
 
 from shipyard.blueprint.spec import ServiceSpec
 
@@ -35,34 +35,12 @@ class PlanStep:
     action: Action
     changes: tuple[str, ...] = ()
 
-    def describe(self) -> str:
-        if self.action == "create":
-            return f"+ {self.service} ({self.type}): create"
-        if self.action == "update":
-            return f"~ {self.service} ({self.type}): update {', '.join(self.changes)}"
-        return f"  {self.service} ({self.type}): redeploy (config unchanged; rebuilds the source)"
-
 
 @dataclass(frozen=True)
 class Plan:
     steps: tuple[PlanStep, ...]
     orphans: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "steps": [
-                {
-                    "service": s.service,
-                    "type": s.type,
-                    "action": s.action,
-                    "changes": list(s.changes),
-                }
-                for s in self.steps
-            ],
-            "orphans": list(self.orphans),
-            "problems": list(self.problems),
-        }
 
 
 def make_plan(
