@@ -12,7 +12,7 @@ from shipyard.records import InstanceState, ReleaseStatus
 from shipyard.rollout.execute import choose_strategy, rollout
 from shipyard.rollout.strategy import RECREATE, SURGE
 from shipyard.route.table import ServerStats
-from shipyard.run.lifecycle import drain_and_stop
+from shipyard.run.lifecycle import StartFailure, drain_and_stop
 from shipyard.testing import FakeEdge, FakeRuntime, make_context, seed_release, seed_service
 
 EVENTS: list[tuple[str, str]] = []
@@ -157,3 +157,11 @@ def test_drain_waits_until_the_edge_sees_no_request_in_flight(tmp_path: Path) ->
     assert ctx.state.instance("webby-1").state == InstanceState.STOPPED
     assert edge.table.backend("webby") is not None
     assert edge.table.backend("webby").servers == ()  # type: ignore[union-attr]
+
+
+def test_a_start_that_finds_its_port_taken_says_why() -> None:
+    failure = StartFailure("web-r2-a", "exited with code 1 before becoming healthy",
+                           ("OSError: [Errno 98] Address already in use",))  # fmt: skip
+    assert failure.port_in_use and "listens on a fixed port" in failure.describe()
+    other = StartFailure("web-r2-a", "exited with code 1", ("ImportError: no module x",))
+    assert not other.port_in_use and "hint" not in other.describe()

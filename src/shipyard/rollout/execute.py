@@ -9,6 +9,7 @@ health check; with ``surge`` old ones are drained only after the new ones are UP
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 
 from shipyard.blueprint.spec import ServiceSpec
@@ -117,10 +118,23 @@ class _Rollout:
         )
 
     def do(self, step: Step) -> None:
-        getattr(self, "_" + step.value.replace("-", "_"))()
+        effects: dict[Step, Callable[[], None]] = {
+            Step.START_NEW: self._start_new,
+            Step.WAIT_HEALTHY: self._wait_healthy,
+            Step.PROMOTE: self._promote,
+            Step.ROUTE_NEW: self._route_new,
+            Step.RETIRE_OLD: self._retire_old,
+        }
+        effects[step]()
 
     def undo(self, undo: Undo, why: str) -> None:
-        getattr(self, "_undo_" + undo.value.replace("-", "_"))(why)
+        effects: dict[Undo, Callable[[str], None]] = {
+            Undo.ABANDON_NEW: self._undo_abandon_new,
+            Undo.UNROUTE_NEW: self._undo_unroute_new,
+            Undo.UNPROMOTE: self._undo_unpromote,
+            Undo.RESTORE_OLD: self._undo_restore_old,
+        }
+        effects[undo](why)
 
     # steps -------------------------------------------------------------------------------
     def _start_new(self) -> None:
@@ -200,13 +214,18 @@ class _Rollout:
                   "warning")  # fmt: skip
         back = start_many(self.ctx, self.before, live, len(self.old))
         failures = wait_healthy(self.ctx, self.before, back, self.emit)
+        failed = {f.instance for f in failures}
         for inst in back:
+            # healthy ones are routed again; the others go to the supervisor, which restarts
+            # them with backoff like any crashed instance
             self.ctx.state.transition(
-                inst.id, (InstanceState.STARTING,), state=InstanceState.RUNNING
-            )
+                inst.id, (InstanceState.STARTING,),
+                state=InstanceState.CRASHED if inst.id in failed else InstanceState.RUNNING,
+                restart_at=self.ctx.clock.now(),
+            )  # fmt: skip
         sync_quietly(self.ctx, self.emit)
         if failures:
-            self.emit("release {live.number} did not come back healthy: "
+            self.emit(f"release {live.number} did not come back healthy: "
                       + "; ".join(f.reason for f in failures), "error")  # fmt: skip
 
 
