@@ -118,7 +118,8 @@ def test_rendered_config_passes_haproxy_check(
 
 
 def test_server_args_encode_state() -> None:
-    check = "check inter 2s fall 3 rise 2"
+    # checks, and the idle-connection pool a dynamic server otherwise lacks
+    check = "check inter 2s fall 3 rise 2 pool-max-conn -1 pool-purge-delay 5s"
     assert server_args(WEB, Server("a", "127.0.0.1", 9001)) == f"127.0.0.1:9001 {check} weight 1"
     assert server_args(WEB, Server("a", "10.0.0.2", 80, "drain")) == f"10.0.0.2:80 {check} weight 0"
     assert server_args(DB, Server("a", "127.0.0.1", 5, "maint")).endswith("weight 1 disabled")

@@ -37,6 +37,10 @@ from shipyard.errors import EdgeError
 from shipyard.route.table import Backend, RoutingTable, Server
 
 CHECK_PARAMS = "check inter 2s fall 3 rise 2"
+# What a server declared in the config gets by default, and a server created with `add server`
+# does not (2.6): an idle-connection pool. Without it every request to a dynamic server opens
+# a new backend connection: measured half the throughput (3.8k vs 7.5k req/s, bench/edge_overhead).
+POOL_PARAMS = "pool-max-conn -1 pool-purge-delay 5s"
 HARD_STOP_AFTER = "120s"
 SERVER_LINE_PREFIX = "    server "
 PUBLIC_FRONTEND = "fe_public"
@@ -113,7 +117,7 @@ def server_args(backend: Backend | None, server: Server) -> str:
     """
     del backend  # same parameters for every kind today; kept so callers never have to change
     weight = 0 if server.state == "drain" else 1
-    args = f"{_hostport(server.address, server.port)} {CHECK_PARAMS} weight {weight}"
+    args = f"{_hostport(server.address, server.port)} {CHECK_PARAMS} {POOL_PARAMS} weight {weight}"
     if server.state == "maint":
         args += " disabled"
     return args

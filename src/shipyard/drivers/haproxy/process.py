@@ -13,7 +13,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from shipyard.clock import Clock
+from shipyard.clock import Clock, poll_until
 from shipyard.drivers.haproxy import runtime
 from shipyard.drivers.haproxy.config import EdgeOptions
 from shipyard.drivers.haproxy.files import read_text
@@ -46,28 +46,35 @@ def wait_ready(
 ) -> int:
     """Wait until the master lists a new current worker and it answers on admin.sock;
     returns its pid."""
-    deadline = clock.monotonic() + timeout
     last = "no answer yet"
-    while clock.monotonic() < deadline:
+
+    def ready() -> int | None:
+        nonlocal last
         try:
             proc = runtime.show_proc(opts.master_socket, timeout=2.0)
-            if proc.reloads_failed > failed_before:
-                raise EdgeError(
-                    "HAProxy could not load the new config (a listener port may be in use);"
-                    " the previous config keeps serving"
-                )
-            new = [p for p in proc.workers if p != old_worker]
-            if new:
-                pid = runtime.worker_pid(opts.admin_socket, timeout=2.0)
-                if pid in new:
-                    return pid
-            last = f"workers {proc.workers}"
         except EdgeError as exc:
-            if "could not load" in exc.message:
-                raise
             last = exc.message
-        clock.sleep(0.05)
-    raise EdgeError(f"HAProxy worker not ready after {timeout}s ({last})")
+            return None
+        if proc.reloads_failed > failed_before:
+            raise EdgeError(
+                "HAProxy could not load the new config (a listener port may be in use);"
+                " the previous config keeps serving"
+            )
+        last = f"workers {proc.workers}"
+        new = [p for p in proc.workers if p != old_worker]
+        if not new:
+            return None
+        try:
+            pid = runtime.worker_pid(opts.admin_socket, timeout=2.0)
+        except EdgeError as exc:
+            last = exc.message
+            return None
+        return pid if pid in new else None
+
+    pid = poll_until(clock, ready, timeout_s=timeout, interval_s=0.05)
+    if pid is None:
+        raise EdgeError(f"HAProxy worker not ready after {timeout}s ({last})")
+    return pid
 
 
 def terminate(master: int, master_socket: Path, clock: Clock, timeout: float) -> None:
@@ -93,12 +100,10 @@ def worker_pids(master_socket: Path) -> list[int]:
 
 
 def wait_gone(pids: list[int], clock: Clock, timeout: float) -> bool:
-    deadline = clock.monotonic() + timeout
-    while any(alive(p) for p in pids):
-        if clock.monotonic() >= deadline:
-            return False
-        clock.sleep(0.05)
-    return True
+    gone = poll_until(
+        clock, lambda: not any(alive(p) for p in pids), timeout_s=timeout, interval_s=0.05
+    )
+    return bool(gone)
 
 
 def cleanup_files(opts: EdgeOptions) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from shipyard.clock import Clock
+from shipyard.clock import Clock, poll_while
 from shipyard.drivers.haproxy.parse import (
     ADMF_DRAIN,
     ADMF_FMAINT,
@@ -182,28 +182,29 @@ def del_servers(
         return
     for backend, server in pending:
         set_server_state(admin, backend, server, "maint")
-    deadline = clock.monotonic() + grace
     busy = pending
-    while busy and clock.monotonic() < deadline:
+
+    def still_busy() -> list[tuple[str, str]]:
         proxies = {b for b, _ in busy}
         stats = show_stat(admin, next(iter(proxies)) if len(proxies) == 1 else None)
-        busy = [ref for ref in busy if ref in stats and not stats[ref].idle]
-        if busy:
-            clock.sleep(0.05)
+        return [ref for ref in busy if ref in stats and not stats[ref].idle]
+
+    busy = poll_while(clock, still_busy, bool, timeout_s=grace, interval_s=0.05)
     for backend, server in busy:
         _send(admin, f"shutdown sessions server {backend}/{server}")
     deadline = clock.monotonic() + timeout
     for backend, server in pending:
         command = f"del server {backend}/{server}"
-        while True:
-            answer = _send(admin, command).strip()
-            if answer.startswith("Server deleted") or answer.startswith("No such server"):
-                break
-            if clock.monotonic() >= deadline:
-                raise EdgeError(
-                    f"HAProxy refused {command!r}: {answer}", fields={"command": command}
-                )
-            clock.sleep(0.1)
+
+        def refused() -> str:
+            answer = _send(admin, command).strip()  # noqa: B023 - called right here
+            done = answer.startswith(("Server deleted", "No such server"))
+            return "" if done else answer
+
+        left = max(0.0, deadline - clock.monotonic())
+        answer = poll_while(clock, refused, bool, timeout_s=left, interval_s=0.1)
+        if answer:
+            raise EdgeError(f"HAProxy refused {command!r}: {answer}", fields={"command": command})
 
 
 def del_server(
