@@ -71,7 +71,7 @@ def run(mode: str, deploys: int, workers: int) -> dict[str, Any]:
             sy.ok("deploy", "-f", str(bp), "--wait")
             durations = []
             started = time.monotonic()
-            with load(sy.http_port, "bench.localhost", workers=workers) as result:
+            with load(sy.http_port, "bench.localhost", workers=workers, pace_s=0) as result:
                 time.sleep(1)
                 for n in range(1, deploys + 1):
                     project.blueprint(blueprint(mode, f"v{n}", port))

@@ -26,6 +26,10 @@ from shipyard.records import (
 
 
 class Store(Protocol):
+    def version(self) -> int:
+        """A number that changes whenever another thread or process committed a change (the
+        caller's own writes do not change it): lets a loop skip re-reading unchanged state."""
+
     # services
     def service(self, name: str) -> Service:
         """Raises NotFound naming the known services."""

@@ -3,6 +3,7 @@ the raw models in model.py."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -116,13 +117,20 @@ class ServiceSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ServiceSpec:
-        data = json.loads(text)
-        # Before typed state (migration 4), stored env vars were {key, kind, digest} dicts.
-        legacy = [e for e in data.get("env_vars", []) if "digest" in e]
-        if legacy:
-            data["env_vars"] = [e for e in data["env_vars"] if "digest" not in e]
-            data["env_digests"] = [*data.get("env_digests", []), *legacy]
-        return _SPEC.validate_python(data)
+        """The spec stored as ``text``; parsed once per distinct text (specs are immutable,
+        and every routing table and state read parses every service's)."""
+        return _parse_stored(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_stored(text: str) -> ServiceSpec:
+    data = json.loads(text)
+    # Before typed state (migration 4), stored env vars were {key, kind, digest} dicts.
+    legacy = [e for e in data.get("env_vars", []) if "digest" in e]
+    if legacy:
+        data["env_vars"] = [e for e in data["env_vars"] if "digest" not in e]
+        data["env_digests"] = [*data.get("env_digests", []), *legacy]
+    return _SPEC.validate_python(data)
 
 
 _SPEC: TypeAdapter[ServiceSpec] = TypeAdapter(ServiceSpec)

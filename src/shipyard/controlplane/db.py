@@ -149,6 +149,11 @@ class Database:
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {index}")
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version`` on this thread's connection: it changes when another
+        connection committed, so a reader can tell its last read is still current."""
+        return int(self._connect().execute("PRAGMA data_version").fetchone()[0])
+
     def one(self, sql: str, *params: Any) -> dict[str, Any] | None:
         row = self._connect().execute(sql, params).fetchone()
         return dict(row) if row is not None else None

@@ -43,6 +43,11 @@ class State:
         self.db = db
         self.clock = clock
 
+    def version(self) -> int:
+        """Changes whenever another thread (or process) committed a change to the state; the
+        calling thread's own writes do not change it (it knows what it wrote)."""
+        return self.db.data_version()
+
     # services ------------------------------------------------------------------------------
     def service(self, name: str) -> Service:
         found = self.find_service(name)

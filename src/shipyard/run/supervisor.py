@@ -41,6 +41,7 @@ UNHEALTHY_RESTART_S = 60.0
 # HAProxy is rare (connections wait in the kernel's accept queue meanwhile).
 RECONCILE_EVERY = 20  # ticks
 EDGE_CHECK_S = 5.0  # is HAProxy up, and which instances does it see DOWN
+CACHE_MAX_S = 10.0  # the instance list is re-read at least this often
 EDGE_CHECK_EVERY = 5  # ticks: is HAProxy up, and which instances does it see DOWN
 LEFTOVER = (InstanceState.STARTING, InstanceState.DRAINING, InstanceState.STOPPING)
 
@@ -55,6 +56,7 @@ class Supervisor:
         self._down_since: dict[str, float] = {}
         self._ticks = 0
         self._edge_checked = float("-inf")
+        self._cache: tuple[int, float, list[Instance]] | None = None
         self._threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
 
@@ -86,7 +88,7 @@ class Supervisor:
             self._edge_checked = now
             self._keep_edge_up()
         changed = False
-        instances = self.ctx.state.instances(states=(InstanceState.RUNNING, InstanceState.CRASHED))
+        instances = self._watched(now)
         stats = self._edge_stats() if instances and look_at_edge else None
         for inst in instances:
             if inst.state == InstanceState.RUNNING and not self.ctx.runtime.alive(handle_of(inst)):
@@ -102,9 +104,21 @@ class Supervisor:
                 self._restart_async(inst)
         self._ticks += 1
         if changed:
+            self._cache = None  # this thread wrote: its own writes do not move the version
             sync_routes(self.ctx)
         elif self._ticks % RECONCILE_EVERY == 0:
             self.reconcile()
+            self._cache = None
+
+    def _watched(self, now: float) -> list[Instance]:
+        """The running and crashed instances, read again only when the state changed (or at
+        least every CACHE_MAX_S): at rest a tick costs no state query."""
+        version = self.ctx.state.version()
+        cached = self._cache
+        if cached is None or cached[0] != version or now - cached[1] >= CACHE_MAX_S:
+            rows = self.ctx.state.instances(states=(InstanceState.RUNNING, InstanceState.CRASHED))
+            cached = self._cache = (version, now, rows)
+        return cached[2]
 
     def reconcile(self) -> None:
         """Finish instances an operation left half-way; re-apply the routing table; keep log
