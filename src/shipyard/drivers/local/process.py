@@ -33,7 +33,7 @@ from pathlib import Path
 import psutil
 
 from shipyard.clock import Clock, SystemClock, poll_until, poll_while
-from shipyard.drivers.local.logfiles import rotate_if_larger
+from shipyard.drivers.local.logfiles import rotate_if_larger, tail
 from shipyard.errors import RuntimeFailure
 from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 
@@ -377,29 +377,3 @@ def handles_with_env(key: str, value: str) -> list[ProcessHandle]:
         if ticks is not None and proc.is_running():
             found.append(ProcessHandle(pid=pid, start_time=ticks))
     return found
-
-
-def tail(path: Path, lines: int = 20) -> list[str]:
-    """The last ``lines`` lines of a (possibly huge) log file; [] if it does not exist."""
-    if lines <= 0:
-        return []
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return []
-    with f:
-        end = f.seek(0, os.SEEK_END)
-        pos, data, block = end, b"", 8192
-        # Need lines+1 newlines (the last one usually terminates the final line).
-        while pos > 0 and data.count(b"\n") <= lines:
-            step = min(block, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-            block = min(block * 2, 1 << 20)
-    text = data.decode("utf-8", "replace")
-    if text.endswith("\n"):
-        text = text[:-1]
-    if pos == 0 and not text:
-        return []
-    return [line.removesuffix("\r") for line in text.split("\n")[-lines:]]
