@@ -17,15 +17,7 @@ from shipyard.client import Client
 from shipyard.controlplane.api import create_app
 from shipyard.controlplane.engine import Engine
 from shipyard.testing import FakeRuntime, make_context
-
-WORKER = """
-services:
-  - type: worker
-    name: jobs
-    runtime: node
-    buildCommand: npm ci
-    startCommand: node worker.js
-"""
+from tests.unit.test_api import WORKER
 
 
 class Shell:
