@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import random
 import socket
 import subprocess
 import sys
@@ -185,27 +184,6 @@ def multi_apps(names: list[str]) -> Iterator[dict[str, int]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-
-
-def free_port_block(size: int, low: int = 20000, high: int = 30000) -> int:
-    """The first port of ``size`` consecutive ports nothing listens on (below the ephemeral
-    range, so no test process is handed one by the kernel meanwhile)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(low, high - size) // 64 * 64
-        if all(_bindable(port) for port in range(base, base + size)):
-            return base
-    raise RuntimeError(f"no {size} free consecutive ports in [{low}, {high})")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def connect_refused(port: int) -> bool:

@@ -23,10 +23,10 @@ from shipyard.route.table import Backend, RoutingTable, Server
 from tests.integration.haproxy_helpers import (
     connect_refused,
     free_port,
-    free_port_block,
     http_get,
     multi_apps,
 )
+from tests.support.harness import free_port_block
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from shipyard.client import Client
+from shipyard.drivers.haproxy.check import bindable
 from shipyard.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,24 +46,16 @@ def wait_for(
         time.sleep(interval)
 
 
-def free_port_region(size: int = 256) -> int:
-    """The base of ``size`` consecutive free loopback ports below the ephemeral range, for a
-    test Shipyard's internal listeners (several Shipyards may run on one machine)."""
+def free_port_block(size: int, low: int = 20000, high: int = 30000) -> int:
+    """The first port of ``size`` consecutive ports nothing listens on (below the ephemeral
+    range, so no test process is handed one by the kernel meanwhile): a test Shipyard's
+    internal port region, or a test HAProxy's (several may run on one machine)."""
     rng = random.Random()
     for _ in range(200):
-        base = rng.randrange(20000, 32768 - size, 64)
-        if all(_bindable(p) for p in range(base, base + size, 16)):
+        base = rng.randrange(low, high - size) // 64 * 64
+        if all(bindable(port) for port in range(base, base + size)):
             return base
-    raise RuntimeError("no free port region found")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    raise RuntimeError(f"no {size} free consecutive ports in [{low}, {high})")
 
 
 def free_port() -> int:
@@ -92,7 +85,7 @@ class Shipyard:
             "SHIPYARD_HOME": str(home),
             "SHIPYARD_HTTP_PORT": str(self.http_port),
             "SHIPYARD_API_PORT": str(self.api_port),
-            "SHIPYARD_INTERNAL_PORT_BASE": str(free_port_region()),
+            "SHIPYARD_INTERNAL_PORT_BASE": str(free_port_block(256)),
             "PATH": f"{Path(sys.executable).parent}:/usr/sbin:{os.environ.get('PATH', '')}",
             **(extra_env or {}),
         }
