@@ -32,6 +32,22 @@ class UsageError(ShipyardError):
     http_status = 400
 
 
+class LimitExceeded(UsageError):
+    """Input over a configured bound (Blueprint size, nesting, alias expansion; request body).
+    The message names the limit, the value found and the setting that raises it."""
+
+    code = "limit_exceeded"
+    http_status = 413
+
+
+class NoDiskSpace(ShipyardError):
+    """Not enough free disk space for an operation (checked first, or ENOSPC during it)."""
+
+    code = "no_disk_space"
+    exit_code = 14
+    http_status = 507
+
+
 class BlueprintError(ShipyardError):
     """The Blueprint file is invalid; ``fields["problems"]`` lists every problem found."""
 
@@ -97,6 +113,8 @@ ERROR_CLASSES: dict[str, type[ShipyardError]] = {
     for cls in (
         ShipyardError,
         UsageError,
+        LimitExceeded,
+        NoDiskSpace,
         BlueprintError,
         NotFound,
         Conflict,

@@ -15,9 +15,10 @@ from shipyard.builds.builder import indent, run_logged
 from shipyard.builds.environment import compose_env, release_toolchain
 from shipyard.builds.python import create_venv
 from shipyard.context import Context, Emit
-from shipyard.errors import BuildFailed
+from shipyard.errors import BuildFailed, UsageError
 from shipyard.records import Release, ReleaseStatus
 from shipyard.release.env import platform_env
+from shipyard.release.files import make_private, share_unchanged
 from shipyard.release.store import release_paths, service_paths
 from shipyard.source.snapshot import GitInfo, copy_tree
 
@@ -41,6 +42,15 @@ class BuildRequest:
     git: GitInfo
 
 
+def _workdir(app: Path, root_dir: str) -> Path | None:
+    """The release's working directory: ``rootDir`` resolved (through links the snapshot kept)
+    inside the copy; None if it is missing, not a directory or leads outside the copy."""
+    workdir = (app / root_dir).resolve() if root_dir else app.resolve()
+    if not workdir.is_relative_to(app.resolve()) or not workdir.is_dir():
+        return None
+    return workdir
+
+
 def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -> Release:
     """Create release N, copy the source, run the build. Returns the release."""
     number = ctx.state.next_release_number(req.service)
@@ -60,10 +70,16 @@ def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -
     failed = ReleaseStatus.BUILD_FAILED
     emit(f"release {number}: copying source from {req.source_label}", "info")
     paths.dir.mkdir(parents=True, exist_ok=True)
-    copy_tree(req.source_root, paths.app, exclude=ctx.settings.home)
-    workdir = paths.workdir(req.spec.root_dir)
-    if not workdir.is_dir():
+    try:
+        copy_tree(req.source_root, paths.app, exclude=ctx.settings.home)
+    except UsageError as exc:
+        ctx.state.set_release_status(req.service, number, failed, exc.message)
+        raise BuildFailed(f"{req.service}: {exc.message}", fields=exc.fields) from exc
+    workdir = _workdir(paths.app, req.spec.root_dir)
+    if workdir is None:
         reason = f"rootDir {req.spec.root_dir!r} does not exist in {req.source_label}"
+        if paths.workdir(req.spec.root_dir).exists():
+            reason = f"rootDir {req.spec.root_dir!r} leads outside the source tree"
         ctx.state.set_release_status(req.service, number, failed, reason)
         raise BuildFailed(f"{req.service}: {reason}", fields={"service": req.service})
     runtime = req.spec.runtime
@@ -111,6 +127,28 @@ def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -
             )
     else:
         paths.build_log.write_text("==> no buildCommand\n")
+    make_private(paths.dir)
+    _share_with_previous(ctx, release, emit)
     ctx.state.set_release_status(req.service, number, ReleaseStatus.BUILT)
     emit(f"release {number}: build succeeded", "info")
     return ctx.state.release(req.service, number)
+
+
+def _share_with_previous(ctx: Context, release: Release, emit: Emit) -> None:
+    """Files of ``release`` equal to those of the newest earlier release still on disk share
+    its data (see release.files)."""
+    earlier = [
+        r for r in ctx.state.releases(release.service)
+        if r.number < release.number and not r.pruned and r.deployable and Path(r.dir).is_dir()
+    ]  # fmt: skip
+    if not earlier:
+        return
+    previous = max(earlier, key=lambda r: r.number)
+    shared = share_unchanged(Path(release.dir), Path(previous.dir))
+    if shared.files:
+        emit(
+            f"release {release.number}: {shared.files} unchanged file(s), "
+            f"{shared.bytes / 1e6:.1f} MB, shared with release {previous.number} "
+            f"({shared.method})",
+            "info",
+        )

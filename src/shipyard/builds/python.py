@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from shipyard.errors import BuildFailed
+from shipyard.release.files import make_private
 
 _TIMEOUT_S = 300.0
 
@@ -64,6 +65,7 @@ def _template(python: str, cache_dir: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         _run_virtualenv(python, staging, cache_dir)
         _rewrite_location(staging, staging, template)
+        make_private(staging)
         staging.rename(template)
     return template
 

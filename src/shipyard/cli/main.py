@@ -88,7 +88,9 @@ def up(detach: bool) -> None:
             return
         except DaemonUnavailable:
             pass
-    cfg.home.mkdir(parents=True, exist_ok=True)
+    from shipyard.controlplane.daemon import secure_home
+
+    secure_home(cfg.home)
     with cfg.daemon_log_path.open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shipyard.cli.main", "up"],

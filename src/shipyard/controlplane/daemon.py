@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import stat
 import threading
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.process import LocalProcesses
 from shipyard.errors import Conflict, ShipyardError
 from shipyard.records import OF_RELEASE, OperationKind
+from shipyard.release.files import make_private
 from shipyard.run.lifecycle import stop_all
 from shipyard.run.recovery import recover
 from shipyard.run.supervisor import Supervisor
@@ -34,6 +36,16 @@ from shipyard.settings import INTERNAL_PORT_LIMIT, Settings
 
 log = logging.getLogger("shipyard.daemon")
 SHUTDOWN_WAIT_S = 120.0  # how long `down` waits for running operations
+
+
+def secure_home(home: Path) -> None:
+    """Make SHIPYARD_HOME private: the directory 0700, and everything this process (and the
+    builds and instances it starts) creates 0600/0700 (umask 077). A home made before files
+    were private gets every existing file's group and other bits removed, once."""
+    os.umask(0o077)
+    home.mkdir(parents=True, exist_ok=True)
+    if stat.S_IMODE(home.stat().st_mode) != 0o700:
+        make_private(home)
 
 
 def ensure_token(path: Path) -> str:
@@ -169,7 +181,8 @@ def run_daemon(settings: Settings) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    secure_home(settings.home)
     Daemon(settings).serve()
 
 
-__all__ = ["Daemon", "ensure_token", "run_daemon"]
+__all__ = ["Daemon", "ensure_token", "run_daemon", "secure_home"]

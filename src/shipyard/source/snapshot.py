@@ -6,14 +6,16 @@ is immutable even if the user keeps editing.
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.errors import UsageError
 
-IGNORED = shutil.ignore_patterns(".git", ".shipyard", "__pycache__")
+IGNORED = frozenset({".git", ".shipyard", "__pycache__"})  # names never copied
 
 
 @dataclass(frozen=True)
@@ -44,20 +46,69 @@ def git_info(path: Path) -> GitInfo:
 
 
 def copy_tree(src: Path, dest: Path, exclude: Path | None = None) -> None:
-    """Copy a source tree into ``dest`` (which must not exist), keeping symlinks as links.
+    """Copy a source tree into ``dest`` (which must not exist): regular files and directories
+    private to Shipyard's user (group and other bits dropped, owner bits and mtimes kept),
+    symlinks kept as RELATIVE links inside the copy, anything else (sockets, fifos, devices)
+    left out.
 
-    ``exclude`` (Shipyard's own home, when it lives inside the source tree) is skipped, or a
-    deploy would copy its own releases into themselves.
+    A symlink is resolved (chains included) against the source tree: one that points inside
+    it becomes a relative link to the same file in the copy, so the release never reads the
+    user's live directory; one that points outside raises UsageError naming it. ``exclude``
+    (Shipyard's own home, when it lives inside the source tree) is skipped, or a deploy would
+    copy its own releases into themselves.
     """
+    root = src.resolve()
     skip = exclude.resolve() if exclude is not None else None
+    dest.mkdir(mode=0o700)
+    for dirpath, dirnames, filenames in os.walk(root):  # never follows symlinked directories
+        here = Path(dirpath)
+        out = dest / here.relative_to(root)
+        kept = []
+        for name in sorted(dirnames):
+            path = here / name
+            if name in IGNORED or path == skip:
+                continue
+            if path.is_symlink():
+                _copy_link(path, root, dest)
+                continue
+            (out / name).mkdir(mode=0o700)
+            kept.append(name)
+        dirnames[:] = kept
+        for name in filenames:
+            path = here / name
+            if name in IGNORED:
+                continue
+            if path.is_symlink():
+                _copy_link(path, root, dest)
+            elif _is_file(path):
+                _copy_file(path, out / name)
 
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        ignored = set(IGNORED(directory, names))
-        if skip is not None:
-            ignored |= {n for n in names if (Path(directory) / n).resolve() == skip}
-        return ignored
 
-    shutil.copytree(src, dest, symlinks=True, ignore=ignore)
+def _is_file(path: Path) -> bool:
+    return stat.S_ISREG(path.lstat().st_mode)
+
+
+def _copy_file(src: Path, dest: Path) -> None:
+    info = src.lstat()
+    shutil.copyfile(src, dest, follow_symlinks=False)
+    os.chmod(dest, stat.S_IMODE(info.st_mode) & 0o700)
+    os.utime(dest, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def _copy_link(link: Path, root: Path, dest: Path) -> None:
+    """Re-create ``link`` (inside ``root``) in ``dest`` as a relative link to the same file of
+    the copy; UsageError if it resolves outside ``root``."""
+    target = Path(os.path.realpath(link))
+    relative = link.relative_to(root)
+    if not target.is_relative_to(root):
+        raise UsageError(
+            f"{relative} is a symlink to {os.readlink(link)!r}, outside the source tree "
+            f"{root}: a release holds only files of its source; copy what it needs into the "
+            "repository or remove the link",
+            fields={"path": str(relative), "target": os.readlink(link)},
+        )
+    copy = dest / relative
+    os.symlink(os.path.relpath(dest / target.relative_to(root), copy.parent), copy)
 
 
 def git_checkout(repo: str, branch: str, dest: Path) -> GitInfo:

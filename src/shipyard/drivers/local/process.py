@@ -147,7 +147,7 @@ class LocalProcesses:
             )
         try:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
             raise RuntimeFailure(
                 f"cannot open log file {spec.log_path}: {exc.strerror}",
@@ -334,7 +334,7 @@ class LocalProcesses:
 
 
 def _append_line(path: Path, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, (line + "\n").encode())
     finally:
