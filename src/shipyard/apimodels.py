@@ -61,6 +61,9 @@ class ErrorBody(Model):
 class Health(Model):
     status: Literal["ok"]
     version: str
+    # Which daemon answered: `up` checks it started this one, not another Shipyard's.
+    home: str | None = None
+    pid: int | None = None
 
 
 class InstanceView(Model):

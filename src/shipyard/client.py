@@ -39,10 +39,9 @@ class Client:
         if http is None:
             path = settings.token_path
             token = path.read_text().strip() if path.exists() else ""
-            http = httpx.Client(
-                base_url=settings.api_url, timeout=timeout,
-                headers={"Authorization": f"Bearer {token}"},
-            )  # fmt: skip
+            # No token yet (a home never started): no header; "Bearer " alone is no valid one.
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            http = httpx.Client(base_url=settings.api_url, timeout=timeout, headers=headers)
         self._http = http
 
     def close(self) -> None:

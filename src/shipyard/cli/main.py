@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from shipyard import __version__
+from shipyard.apimodels import Health
 from shipyard.cli.output import (
     ago,
     emit_json,
@@ -21,7 +22,13 @@ from shipyard.cli.output import (
 )
 from shipyard.client import Client
 from shipyard.clock import SystemClock, poll_until
-from shipyard.errors import DaemonUnavailable, ShipyardError, UsageError, error_from_dict
+from shipyard.errors import (
+    Conflict,
+    DaemonUnavailable,
+    ShipyardError,
+    UsageError,
+    error_from_dict,
+)
 from shipyard.settings import Settings
 
 
@@ -81,13 +88,12 @@ def up(detach: bool) -> None:
 
         run_daemon(cfg)
         return
-    with Client(cfg, timeout=2) as c:
-        try:
-            c.health()
-            click.echo(f"Shipyard is already running ({cfg.api_url}).")
+    running = _health(cfg)
+    if running is not None:
+        if running.home == str(cfg.home):
+            click.echo(f"Shipyard is already running ({cfg.api_url}, pid {running.pid}).")
             return
-        except DaemonUnavailable:
-            pass
+        raise _other_shipyard(cfg, running)
     from shipyard.controlplane.daemon import secure_home
 
     secure_home(cfg.home)
@@ -102,12 +108,17 @@ def up(detach: bool) -> None:
         )
 
     def answered() -> bool:
-        if proc.poll() is not None:
+        """Our daemon answers: the one with our pid. Another daemon answering meanwhile (it
+        took the API port) is not ours; ours then exits, naming the port."""
+        code = proc.poll()
+        if code is not None:
             tail = cfg.daemon_log_path.read_text(errors="replace").splitlines()[-15:]
-            raise ShipyardError(
+            error = Conflict if code == Conflict.exit_code else ShipyardError
+            raise error(
                 "The daemon exited during start-up:\n" + "\n".join(f"    | {line}" for line in tail)
             )
-        return _answers(cfg)
+        health = _health(cfg)
+        return health is not None and health.pid == proc.pid
 
     if not poll_until(SystemClock(), answered, timeout_s=60, interval_s=0.2):
         raise ShipyardError(f"The daemon did not answer within 60 s; see {cfg.daemon_log_path}.")
@@ -117,10 +128,31 @@ def up(detach: bool) -> None:
     )
 
 
+def _health(cfg: Settings) -> Health | None:
+    """What the daemon on this API port says of itself; None if nothing answers."""
+    with Client(cfg, timeout=2) as c:
+        try:
+            return c.health()
+        except DaemonUnavailable:
+            return None
+
+
+def _other_shipyard(cfg: Settings, other: Health) -> Conflict:
+    return Conflict(
+        f"Port {cfg.api_port} (SHIPYARD_API_PORT) is in use by another Shipyard "
+        f"(home {other.home or 'unknown'}, pid {other.pid or 'unknown'}). Stop it, or give "
+        "this one another port with SHIPYARD_API_PORT=<port>.",
+        fields={"port": cfg.api_port, "home": other.home, "pid": other.pid},
+    )
+
+
 @cli.command()
 def down() -> None:
     """Stop every instance, HAProxy and the daemon."""
     cfg = settings()
+    running = _health(cfg)
+    if running is not None and running.home not in (None, str(cfg.home)):
+        raise _other_shipyard(cfg, running)
     with Client(cfg, timeout=5) as c:
         try:
             c.shutdown(stop_services=True)
@@ -137,12 +169,7 @@ def down() -> None:
 
 
 def _answers(cfg: Settings) -> bool:
-    with Client(cfg, timeout=2) as c:
-        try:
-            c.health()
-        except DaemonUnavailable:
-            return False
-    return True
+    return _health(cfg) is not None
 
 
 def _wait_and_report(c: Client, op_id: int, as_json: bool) -> None:

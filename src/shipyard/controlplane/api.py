@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -47,6 +48,7 @@ _OPERATION = {**_COMMON, 404: _ERR, 409: _ERR, 422: _ERR}
 def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> FastAPI:
     app = FastAPI(title="Shipyard", version=__version__)
     ctx = engine.ctx
+    pid = os.getpid()
 
     def auth(authorization: Annotated[str | None, Header()] = None) -> None:
         supplied = (authorization or "").removeprefix("Bearer ").strip()
@@ -73,7 +75,7 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
 
     @app.get("/v1/health", responses={500: _ERR})
     def health() -> Health:
-        return Health(status="ok", version=__version__)
+        return Health(status="ok", version=__version__, home=str(ctx.settings.home), pid=pid)
 
     @app.post("/v1/plan", dependencies=guarded, responses=_SOURCE)
     def plan(body: SourceBody) -> PlanView:

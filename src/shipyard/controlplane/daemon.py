@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import stat
 import threading
 from pathlib import Path
@@ -25,6 +26,7 @@ from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
+from shipyard.drivers.local.ports import bind_exclusive, listening_holder, port_free
 from shipyard.drivers.local.process import LocalProcesses
 from shipyard.errors import Conflict, ShipyardError
 from shipyard.records import OF_RELEASE, OperationKind
@@ -147,10 +149,25 @@ class Daemon:
 
         threading.Thread(target=run, daemon=True).start()
 
+    def _claim_ports(self) -> socket.socket:
+        """Bind the API port (held from now on) and check the public HTTP port, before anything
+        starts: a port another process holds fails the start, naming that process, and leaves
+        nothing running. The HTTP port may be held by this home's own HAProxy (re-adopted)."""
+        cfg = self.settings
+        try:
+            api = bind_exclusive("127.0.0.1", cfg.api_port)
+        except OSError:
+            raise _port_taken(cfg.api_port, "SHIPYARD_API_PORT", "API") from None
+        if not self.ctx.edge.is_running() and not port_free(cfg.http_bind, cfg.http_port):
+            api.close()
+            raise _port_taken(cfg.http_port, "SHIPYARD_HTTP_PORT", "public HTTP")
+        return api
+
     def serve(self) -> None:
         lock_fd = _lock(self.settings)
         try:
             token = ensure_token(self.settings.token_path)
+            api_socket = self._claim_ports()
             recover(self.ctx)
             self.converge()  # before the supervisor, so its restarts cannot hold a claim yet
             self.supervisor.start()
@@ -169,11 +186,20 @@ class Daemon:
                 self.settings.http_bind,
                 self.settings.http_port,
             )
-            self.server.run()
+            self.server.run(sockets=[api_socket])
         finally:
             self.supervisor.stop()
             self.settings.daemon_pid_path.unlink(missing_ok=True)
             os.close(lock_fd)
+
+
+def _port_taken(port: int, setting: str, what: str) -> Conflict:
+    holder = listening_holder(port) or "another process"
+    return Conflict(
+        f"Port {port} ({setting}, the {what} listener) is in use by {holder}. Stop that "
+        f"process, or give this Shipyard another port with {setting}=<port>.",
+        fields={"port": port, "setting": setting, "holder": holder},
+    )
 
 
 def run_daemon(settings: Settings) -> None:

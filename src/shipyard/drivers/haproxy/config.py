@@ -177,6 +177,10 @@ def _global(opts: EdgeOptions) -> str:
         f"    server-state-file {opts.state_file}\n"
         f"    hard-stop-after {HARD_STOP_AFTER}\n"
         f"    maxconn {opts.maxconn}\n"
+        # Never share a listening port with another process (SO_REUSEPORT would split its
+        # traffic with whatever else binds it); reloads take the listeners over through the
+        # master instead.
+        "    noreuseport\n"
         f"    lua-load {opts.lua_path}\n"
     )
 
