@@ -42,7 +42,8 @@ def parse(text: str, kind: str = "render") -> bp.LoadedBlueprint:
 
 def test_public_api() -> None:
     assert set(bp.__all__) == {
-        "Endpoint", "EnvVarSpec", "FromService", "LoadedBlueprint", "Notice", "ResolvedEnv",
+        "BlueprintLimits", "Endpoint", "EnvVarSpec", "FromService", "LoadedBlueprint", "Notice",
+        "ResolvedEnv",
         "ServiceSpec", "blueprint_json_schema", "dependency_order", "dependency_waves",
         "find_blueprint", "generate_secret", "load_blueprint", "parse_blueprint", "resolve_env",
     }  # fmt: skip
@@ -327,17 +328,6 @@ def test_all_problems_are_collected_with_positions() -> None:
     [
         ("services: [a: b\n", ("render.yaml:2:1: ", "YAML syntax error: while parsing a flow")),
         (
-            "- 1\n",
-            ("render.yaml:1:1: ", "expected a mapping with 'services' at the top, got a list"),
-        ),
-        (
-            "",
-            (
-                "render.yaml:1:1: ",
-                "expected a mapping with 'services' at the top, got an empty file",
-            ),
-        ),
-        (
             "services: []\nversion: '1'\nservices: []\n",
             (
                 "render.yaml:3:1: services",
@@ -349,13 +339,20 @@ def test_all_problems_are_collected_with_positions() -> None:
             ("render.yaml:1:1: previewz", "unknown field. Did you mean 'previews'?"),
         ),
         (
-            "foo: 1\n",
+            "services: []\nfoo: 1\n",
             (
-                "render.yaml:1:1: foo",
+                "render.yaml:2:1: foo",
                 "unknown field; expected one of databases, envVarGroups, previews",
             ),
         ),
-        ("version: 2\n", ("render.yaml:1:1: version", "expected '1', got the string '2'")),
+        (
+            "services: []\nversion: 2\n",
+            ("render.yaml:2:1: version", "expected '1', got the string '2'"),
+        ),
+        (
+            "services: []\nversion: !!int abc\n",
+            ("render.yaml:2:10: version", "cannot read this value as !!int"),
+        ),
         ("services: {}\n", ("render.yaml:1:1: services", "expected a list, got a mapping")),
     ],
 )
@@ -416,6 +413,55 @@ services:
             "domain: 'a b'",
             "domain",
             "'a b' is not a valid hostname",
+        ),
+        (
+            "domains: ['*.example.com']",
+            "domains[0]",
+            "'*.example.com': wildcard domains are not supported yet",
+        ),
+        ("domains: [intranet]", "domains[0]", "'intranet' is not a full domain name"),
+        ("domains: [10.0.0.1]", "domains[0]", "'10.0.0.1' is an IP address or ends in a number"),
+        ("domains: [app.localhost]", "domains[0]", "'app.localhost' is under .localhost"),
+        ("domains: [bücher.de]", "domains[0]", "'bücher.de' is not a valid hostname: write an"),
+        (f"domains: [{'a' * 64}.com]", "domains[0]", f"'{'a' * 64}.com' is not a valid hostname"),
+        ('domain: "a\\nb.com"', "domain", "'a\\nb.com' is not a valid hostname"),
+        (
+            "healthCheckPath: /a b",
+            "healthCheckPath",
+            "'/a b' has ' ' at position 3, which a health check request cannot carry as is",
+        ),
+        ("healthCheckPath: '/a#b'", "healthCheckPath", "'/a#b' has '#' at position 3"),
+        (f"healthCheckPath: /{'a' * 1024}", "healthCheckPath", "is 1025 characters long"),
+        (
+            'rootDir: "app\\tb"',
+            "rootDir",
+            "contains the control character U+0009 at position 4: rootDir cannot hold",
+        ),
+        ("numInstances: 101", "numInstances", "expected a value less than or equal to 100"),
+        ("maxShutdownDelaySeconds: 0", "maxShutdownDelaySeconds", "expected a value greater"),
+        (
+            'buildCommand: "npm ci\\0"',
+            "buildCommand",
+            "contains a NUL character (U+0000) at position 7: a process cannot be given one",
+        ),
+        ('preDeployCommand: "\\0"', "preDeployCommand", "contains a NUL character (U+0000)"),
+        (
+            'envVars: [{key: X, value: "a\\eb"}]',
+            "envVars[0].value",
+            "contains the control character U+001B at position 2: a value can hold tab, "
+            "newline and carriage return, no other control character",
+        ),
+        ('envVars: [{key: X, value: "\\0"}]', "envVars[0].value", "contains a NUL character"),
+        ('envVars: [{key: "A=B", value: a}]', "envVars[0].key", "invalid environment variable"),
+        (
+            "envVars: [{key: '', value: a}]",
+            "envVars[0].key",
+            "invalid environment variable name ''",
+        ),
+        (
+            'envVars: [{key: "A\\n", value: a}]',
+            "envVars[0].key",
+            "invalid environment variable name 'A\\n': expected a letter or '_', then letters",
         ),
         (
             "envVars: [{key: 9X, value: a}]",
@@ -691,3 +737,108 @@ services:
         "YES": "true",
     }
     assert svc.num_instances == 2 and type(svc.num_instances) is int
+
+
+def test_start_command_must_be_given_and_not_blank() -> None:
+    found = problems(
+        """\
+        services:
+          - {type: web, name: a, runtime: node}
+          - {type: web, name: b, runtime: node, startCommand: ''}
+          - {type: pserv, name: c, runtime: python, startCommand: "  \\t"}
+          - {type: worker, name: d, runtime: go, startCommand: }
+        """
+    )
+    assert [(where(p), p["message"]) for p in found] == [
+        (
+            "render.yaml:2:5: services[0].startCommand",
+            "missing required field: service 'a' (runtime node) needs a startCommand",
+        ),
+        (
+            "render.yaml:3:41: services[1].startCommand",
+            "empty: service 'b' (runtime node) needs a startCommand, the command that starts it",
+        ),
+        (
+            "render.yaml:4:45: services[2].startCommand",
+            "empty: service 'c' (runtime python) needs a startCommand, the command that starts it",
+        ),
+        (
+            "render.yaml:5:42: services[3].startCommand",
+            "empty: service 'd' (runtime go) needs a startCommand, the command that starts it",
+        ),
+    ]
+
+
+def test_what_processes_and_the_edge_take_is_accepted() -> None:
+    # An empty buildCommand means no build step (real Blueprints write `buildCommand: ""`);
+    # keys with dots and dashes, tabs and newlines in values, localhost and a trailing dot.
+    loaded = parse(
+        """\
+        services:
+          - type: web
+            name: api
+            runtime: node
+            buildCommand: ""
+            startCommand: "node server.js\\n"
+            healthCheckPath: "/ready?probe=1&x=%20"
+            domains: [localhost, WWW.Example.COM., a-b.example.co.uk]
+            envVars:
+              - {key: xpack.security-enabled, value: "a\\tb\\r\\nc"}
+              - {key: _X, value: ""}
+        """
+    )
+    api = loaded.service("api")
+    assert api.build_command == ""
+    assert api.domains == ("localhost", "www.example.com", "a-b.example.co.uk")
+    assert [e.value for e in api.env_vars] == ["a\tb\r\nc", ""]
+
+
+def test_a_domain_routes_to_one_service() -> None:
+    found = problems(
+        """\
+        services:
+          - {type: web, name: a, runtime: node, startCommand: x, domains: [a.example.com]}
+          - {type: web, name: b, runtime: node, startCommand: x, domain: A.Example.com.}
+          - {type: web, name: c, runtime: static, domains: [a.example.com]}
+        """
+    )
+    assert [(where(p), p["message"]) for p in found] == [
+        (
+            "render.yaml:3:58: services[1].domain",
+            "domain 'a.example.com' is also a domain of service 'a' (services[0]): a domain "
+            "routes to one service",
+        )
+    ]
+
+
+def test_values_fit_what_a_process_can_be_given() -> None:
+    big = "v" * (127 * 1024 + 1)
+    found = problems(f"{SERVICE}    envVars: [{{key: A, value: {big}}}]\n")
+    assert found[0]["path"] == "services[0].envVars[0].value"
+    assert found[0]["message"] == (
+        "is 127.0 KiB: an environment variable's value can be at most 127 KiB (Linux passes a "
+        "process at most 128 KiB in one string)"
+    )
+    # Within the file size limit only through aliases: 12 x 100 KiB, half of them from a group.
+    value = "v" * (100 * 1024)
+    items = "".join(f"      - {{key: K{i}, value: *v}}\n" for i in range(6))
+    group = f"envVarGroups:\n  - name: g\n    envVars:\n{items}"
+    text = f"x: &v {value}\n{SERVICE}    envVars:\n{items}      - {{fromGroup: g}}\n{group}"
+    found = problems(text)
+    assert [(where(p), p["message"]) for p in found if p["path"] != "x"] == [
+        (
+            "render.yaml:7:5: services[0].envVars",
+            "1200 KiB of environment variables (with their groups): a service can be given at "
+            "most 1024 KiB",
+        )
+    ]
+
+
+def test_quoted_values_cannot_break_the_message_lines() -> None:
+    found = problems(
+        """\
+        services:
+          - {type: worker, name: "a\\nb", runtime: go, startCommand: x}
+        """
+    )
+    assert found[0]["message"].startswith("invalid service name 'a\\nb' (not a DNS label)")

@@ -1,5 +1,6 @@
 """Blueprints: render.yaml (read unchanged) and shipyard.yaml, loaded into normalized specs."""
 
+from shipyard.blueprint.limits import BlueprintLimits
 from shipyard.blueprint.load import (
     LoadedBlueprint,
     Notice,
@@ -19,6 +20,7 @@ from shipyard.blueprint.schema import blueprint_json_schema
 from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
 
 __all__ = [
+    "BlueprintLimits",
     "Endpoint",
     "EnvVarSpec",
     "FromService",

@@ -5,8 +5,11 @@ Every problem found is collected and reported at once, each as ``file:line:col: 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import stat
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TypeGuard
@@ -14,6 +17,7 @@ from typing import Any, Literal, TypeGuard
 from pydantic import ValidationError
 
 from shipyard.blueprint import refs
+from shipyard.blueprint.limits import DEFAULT_LIMITS, BlueprintLimits
 from shipyard.blueprint.model import (
     NATIVE_RUNTIMES,
     Blueprint,
@@ -23,8 +27,8 @@ from shipyard.blueprint.model import (
     WebService,
     WorkerService,
 )
-from shipyard.blueprint.positions import Problems, compose
-from shipyard.blueprint.scalars import Loc, format_path
+from shipyard.blueprint.positions import NotYaml, Problems, compose, file_error, limit_error
+from shipyard.blueprint.scalars import Loc, Positions, format_path
 from shipyard.blueprint.schema import did_you_mean, explain
 from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
 from shipyard.errors import BlueprintError
@@ -79,13 +83,10 @@ def find_blueprint(directory: Path) -> Path:
     )
 
 
-def load_blueprint(path: Path) -> LoadedBlueprint:
+def load_blueprint(path: Path, limits: BlueprintLimits = DEFAULT_LIMITS) -> LoadedBlueprint:
     kind: Kind = "shipyard" if path.name in SHIPYARD_NAMES else "render"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BlueprintError(f"cannot read {path}: {exc}", fields={"path": str(path)}) from exc
-    loaded = parse_blueprint(text, filename=path.name, kind=kind)
+    text = _read(path, limits)
+    loaded = parse_blueprint(text, filename=path.name, kind=kind, limits=limits)
     return LoadedBlueprint(
         path=path,
         root=path.parent,
@@ -96,15 +97,21 @@ def load_blueprint(path: Path) -> LoadedBlueprint:
     )
 
 
-def parse_blueprint(text: str, *, filename: str, kind: Kind) -> LoadedBlueprint:
-    """Parse and validate Blueprint text; raise one BlueprintError listing every problem."""
+def parse_blueprint(
+    text: str, *, filename: str, kind: Kind, limits: BlueprintLimits = DEFAULT_LIMITS
+) -> LoadedBlueprint:
+    """Parse and validate Blueprint text; raise one BlueprintError listing every problem.
+
+    A text over ``limits`` is refused before it is parsed (size) or while it is (nesting,
+    nodes). A text that is not a Blueprint is refused without quoting any of it: it may be any
+    file the caller can name, and the error may travel further than the file."""
+    # Every character is at least a byte: a text longer than the limit is refused uncounted.
+    size = len(text) if len(text) > limits.max_bytes else len(text.encode(errors="surrogatepass"))
+    if size > limits.max_bytes:
+        message, fields = limits.breach("max_bytes", size)
+        raise limit_error(filename, message, **fields)
     problems = Problems(filename)
-    data, positions = compose(text, problems)
-    if not isinstance(data, dict):
-        if not problems.items:
-            what = "an empty file" if data is None else f"a {type(data).__name__}"
-            problems.add((1, 1), (), f"expected a mapping with 'services' at the top, got {what}")
-        problems.raise_if_any()
+    data, positions = _compose(text, problems, limits)
     problems.positions = positions
     model: Blueprint | None = None
     try:
@@ -132,6 +139,99 @@ def parse_blueprint(text: str, *, filename: str, kind: Kind) -> LoadedBlueprint:
         groups=MappingProxyType(groups),
         notices=notices,
     )
+
+
+def _read(path: Path, limits: BlueprintLimits) -> str:
+    """The text of the file at ``path``, of which at most ``limits.max_bytes`` + 1 bytes are
+    read. Only a regular file is read: a FIFO or a device could block or never end."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        with open(fd, "rb") as file:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise BlueprintError(
+                    f"cannot read {path}: not a regular file", fields={"path": str(path)}
+                )
+            data = file.read(limits.max_bytes + 1)
+    except OSError as exc:
+        raise BlueprintError(
+            f"cannot read {path}: {exc.strerror}", fields={"path": str(path)}
+        ) from exc
+    if len(data) > limits.max_bytes:
+        message, fields = limits.breach("max_bytes", max(info.st_size, len(data)))
+        raise limit_error(path.name, message, **fields)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[line_start : exc.start].decode(errors="replace")) + 1
+        where = (data.count(b"\n", 0, exc.start) + 1, column)
+        message = "not UTF-8 text (a Blueprint is UTF-8 YAML text)"
+        raise file_error(path.name, message, where) from None
+
+
+# --- is it a Blueprint? ---------------------------------------------------------------------
+
+# The top-level keys that make a mapping a Blueprint (`version` alone does not: many YAML files
+# have one).
+TOP_KEYS = (
+    "services",
+    "databases",
+    "envVarGroups",
+    "previews",
+    "previewsEnabled",
+    "previewsExpireAfterDays",
+    "projects",
+    "ungrouped",
+)
+_EXPECTED = "expected a YAML mapping with 'services', 'databases' or 'envVarGroups' at the top"
+
+
+def _compose(
+    text: str, problems: Problems, limits: BlueprintLimits
+) -> tuple[dict[str, Any], Positions]:
+    """The file's data if it is a Blueprint (its YAML problems are then reported as usual);
+    otherwise an error that names only what the file is not."""
+    try:
+        data, positions = compose(text, problems, limits)
+    except NotYaml as failure:
+        if not _is_blueprint(failure.top_keys):
+            found = "text that is not YAML"
+            raise _not_a_blueprint(problems.filename, found, failure.position) from None
+        problems.add(failure.position, (), failure.detail)
+        raise problems.error() from None
+    if not isinstance(data, dict) or not _is_blueprint(data):
+        raise _not_a_blueprint(problems.filename, _what(data))
+    return data, positions
+
+
+def _is_blueprint(keys: Collection[object]) -> bool:
+    """Whether the top-level ``keys`` name a Blueprint: one of TOP_KEYS, or a likely typo of
+    one (then reported as such). Only the first keys are checked for typos: difflib is slow,
+    and a Blueprint has a handful of top-level keys."""
+    if any(key in TOP_KEYS for key in keys):
+        return True
+    candidates = list(TOP_KEYS)
+    return any(
+        isinstance(key, str) and refs.likely_typo(key, candidates) for key in islice(keys, 20)
+    )
+
+
+def _not_a_blueprint(
+    filename: str, found: str, position: tuple[int, int] | None = None
+) -> BlueprintError:
+    return file_error(filename, f"not a Blueprint ({_EXPECTED}; found {found})", position)
+
+
+def _what(data: object) -> str:
+    """What the file holds, in words that quote none of it."""
+    if data is None:
+        return "an empty file"
+    if isinstance(data, dict):
+        return "a mapping without any of those keys"
+    if isinstance(data, list):
+        return "a list"
+    return "plain text" if isinstance(data, str) else "a single value"
 
 
 # --- normalized specs -----------------------------------------------------------------------
@@ -225,7 +325,7 @@ _ROOT_NOT_YET = {
 
 def _notices(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     out: list[tuple[Loc, str]] = []
-    running = {s["name"] for s in data.get("services") or [] if _runs_now_raw(s)}
+    running = {s["name"] for s in data.get("services") or [] if refs.runs(s)}
     defined = {
         section: {str(entry.get("name")) for entry in data.get(section) or []}
         for section in ("services", "databases", "envVarGroups")
@@ -253,12 +353,6 @@ def _notices(data: dict[str, Any]) -> list[tuple[Loc, str]]:
         ((k,), f"not supported yet: {w} is ignored") for k, w in _ROOT_NOT_YET.items() if k in data
     ]
     return out
-
-
-def _runs_now_raw(svc: dict[str, Any]) -> bool:
-    return svc.get("type") in ("web", "pserv", "worker") and (
-        svc.get("runtime", svc.get("env")) in NATIVE_RUNTIMES
-    )
 
 
 def _skipped_service(svc: dict[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from shipyard.blueprint.scalars import (
     Bool,
+    Command,
     EnvKey,
     EnvValue,
     HealthPath,
@@ -166,8 +167,8 @@ class _BuiltService(_Service):
     repo: str | None = None
     branch: str | None = None
     root_dir: RootDir | None = None
-    build_command: str | None = None
-    start_command: str | None = None
+    build_command: Command | None = None
+    start_command: Command | None = None
     auto_deploy_trigger: (
         Annotated[Literal["off", "commit", "checksPass"], BeforeValidator(plain_str)] | None
     ) = None
@@ -182,7 +183,7 @@ class _BuiltService(_Service):
 
 
 class _RunningService(_BuiltService):
-    pre_deploy_command: str | None = None
+    pre_deploy_command: Command | None = None
     initial_deploy_hook: str | None = None
     health_check_path: HealthPath | None = None
     num_instances: int = Field(1, ge=1, le=100)

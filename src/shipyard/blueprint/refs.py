@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipyard.blueprint.model import NATIVE_RUNTIMES
-from shipyard.blueprint.scalars import Loc, service_name_problem
+from shipyard.blueprint.scalars import Loc, normal_host, service_name_problem
 from shipyard.blueprint.schema import did_you_mean
 from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
 
@@ -32,6 +32,8 @@ _NOT_RUN_RUNTIMES = ("docker", "image", "static")
 # file does define, i.e. most likely a typo ('serch' for 'search' is 0.91).
 TYPO_CUTOFF = 0.8
 Problem = tuple[Loc, str]
+_MISSING = object()
+ENV_MAX_BYTES = 1024 * 1024
 
 
 def likely_typo(name: object, defined: list[str]) -> str | None:
@@ -79,7 +81,68 @@ def check(
                 )
             elif isinstance(key, str):
                 env_keys[key] = j
-    return problems + _check_groups(data)
+    return problems + _check_groups(data) + _check_domains(data) + _check_env_sizes(data)
+
+
+def runs(svc: Mapping[str, Any]) -> bool:
+    """A web/pserv/worker on a native runtime: a service Shipyard runs."""
+    return svc.get("type") in ("web", "pserv", "worker") and (
+        svc.get("runtime", svc.get("env")) in NATIVE_RUNTIMES
+    )
+
+
+def _check_domains(data: dict[str, Any]) -> list[Problem]:
+    """The edge routes a domain to one service, and refuses a table where two share one."""
+    problems: list[Problem] = []
+    owners: dict[str, tuple[int, str]] = {}
+    for i, svc in _dicts(data, "services"):
+        if svc.get("type") != "web" or not runs(svc):
+            continue
+        listed = svc.get("domains")
+        domains = listed if isinstance(listed, list) else []
+        entries: list[tuple[Loc, object]] = [(("domain",), svc.get("domain"))]
+        entries += [(("domains", j), domain) for j, domain in enumerate(domains)]
+        for path, domain in entries:
+            if not isinstance(domain, str):
+                continue
+            host = normal_host(domain)
+            owner = owners.setdefault(host, (i, str(svc.get("name"))))
+            if owner[0] != i:
+                message = f"domain '{host}' is also a domain of service '{owner[1]}' " + (
+                    f"(services[{owner[0]}]): a domain routes to one service"
+                )
+                problems.append((("services", i, *path), message))
+    return problems
+
+
+def _check_env_sizes(data: dict[str, Any]) -> list[Problem]:
+    """A process is given at most ARG_MAX (2 MiB on Linux) of arguments and environment in
+    all; a service's Blueprint variables may take half, leaving the rest to Shipyard's own."""
+    group_sizes = {
+        g.get("name"): sum(_env_size(item) for _, item in _dicts(g, "envVars"))
+        for _, g in _dicts(data, "envVarGroups")
+    }
+    problems: list[Problem] = []
+    for i, svc in _dicts(data, "services"):
+        items = [item for _, item in _dicts(svc, "envVars")] if runs(svc) else []
+        size = sum(_env_size(item) + group_sizes.get(item.get("fromGroup"), 0) for item in items)
+        if size > ENV_MAX_BYTES:
+            problems.append(
+                (
+                    ("services", i, "envVars"),
+                    f"{size / 1024:.0f} KiB of environment variables (with their groups): "
+                    f"a service can be given at most {ENV_MAX_BYTES // 1024} KiB",
+                )
+            )
+    return problems
+
+
+def _env_size(item: Mapping[str, Any]) -> int:
+    """Bytes of ``KEY=value`` and its terminating NUL, for a literal value."""
+    key, value = item.get("key"), item.get("value")
+    if not isinstance(key, str) or value is None:
+        return 0
+    return len(f"{key}={value}".encode(errors="surrogatepass")) + 1
 
 
 def _check_groups(data: dict[str, Any]) -> list[Problem]:
@@ -137,13 +200,8 @@ def _check_service(svc: Mapping[str, Any], loc: Loc, kind: str) -> list[Problem]
             problems.append(((*loc, "name"), problem))
     if kind_of in _NEEDS_RUNTIME and runtime is None:
         problems.append(((*loc, "runtime"), f"missing required field ({label})"))
-    if kind_of in _NEEDS_RUNTIME and runtime in NATIVE_RUNTIMES and "startCommand" not in svc:
-        problems.append(
-            (
-                (*loc, "startCommand"),
-                f"missing required field: {label} (runtime {runtime}) needs a startCommand",
-            )
-        )
+    if kind_of in _NEEDS_RUNTIME and runtime in NATIVE_RUNTIMES:
+        problems += _check_start_command(svc.get("startCommand", _MISSING), loc, label, runtime)
     if kind_of == "web" and runtime != "static":
         problems += [
             ((*loc, f), "only for static sites (runtime: static)") for f in _STATIC_ONLY if f in svc
@@ -155,6 +213,15 @@ def _check_service(svc: Mapping[str, Any], loc: Loc, kind: str) -> list[Problem]
             if f in svc
         ]
     return problems
+
+
+def _check_start_command(command: object, loc: Loc, label: str, runtime: str) -> list[Problem]:
+    needs = f"{label} (runtime {runtime}) needs a startCommand"
+    if command is _MISSING:
+        return [((*loc, "startCommand"), f"missing required field: {needs}")]
+    if command is None or (isinstance(command, str) and not command.strip()):
+        return [((*loc, "startCommand"), f"empty: {needs}, the command that starts it")]
+    return []
 
 
 def _check_env_item(

@@ -22,11 +22,22 @@ def format_path(loc: Loc) -> str:
     return out
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # always fullmatch: `$` allows "\n"
 # Dots are allowed: render-examples/temporal (an official Render template) sets Elasticsearch
-# settings such as `xpack.security.enabled` and `discovery.type` as env var keys.
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-_YAML11_BOOLS = {"yes": True, "on": True, "y": True, "no": False, "off": False, "n": False}
+# settings such as `xpack.security.enabled` and `discovery.type` as env var keys. Any name
+# without '=' and NUL reaches a process (execve); this keeps to names programs can look up.
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,255}")
+# What the edge sends as a health check path unquoted (drivers/haproxy/config.py refuses
+# anything else); '#' would start a comment in its map file.
+_PATH_CHARS = re.compile(r"[A-Za-z0-9._~!&()*+,;=:@%/?-]*")
+_HEALTH_PATH_MAX = 1024
+# Linux passes a process at most 128 KiB in one argument or environment string
+# (MAX_ARG_STRLEN): a value of at most 127 KiB leaves room for its key (256 characters at most).
+EXEC_STRING_MAX = 127 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\ud800-\udfff]")  # C0 controls, and lone surrogates
+_ENV_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")  # but tab, LF, CR
+_COMMAND_CONTROL = re.compile(r"[\x00\ud800-\udfff]")
+YAML11_BOOLS = {"yes": True, "on": True, "y": True, "no": False, "off": False, "n": False}
 
 
 class Yaml11Bool(str):
@@ -37,7 +48,7 @@ class Yaml11Bool(str):
 
     @property
     def flag(self) -> bool:
-        return _YAML11_BOOLS[self.lower()]
+        return YAML11_BOOLS[self.lower()]
 
 
 def yaml_bool(value: Any) -> Any:
@@ -53,50 +64,126 @@ def _fail(message: str) -> PydanticCustomError:
 
 
 def service_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot name a service Shipyard runs (None if it can).
+    """Why ``name`` cannot name a service Shipyard runs (None if it can). A DNS label is also
+    a valid HAProxy backend name and, with ".localhost", the service's public host.
 
     Render itself accepts any name (ToolJet/ToolJet names services 'ToolJet' and 'PostgREST';
     Render's spec example has a Key Value instance named 'private cache'), so refs.py applies
     this only to the services Shipyard runs, which it addresses by name."""
-    if _DNS_LABEL.match(name):
+    if _DNS_LABEL.fullmatch(name):
         return None
     hint = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].strip("-")
     why = "uppercase letters are not allowed" if name.lower() != name else "not a DNS label"
-    suggestion = f" Did you mean '{hint}'?" if hint and _DNS_LABEL.match(hint) else ""
+    suggestion = f" Did you mean '{hint}'?" if hint and _DNS_LABEL.fullmatch(hint) else ""
     return (
-        f"invalid service name '{name}' ({why}): use 1-63 lowercase letters, digits or '-', "
+        f"invalid service name {name!r} ({why}): use 1-63 lowercase letters, digits or '-', "
         f"not starting or ending with '-'.{suggestion}"
     )
 
 
+def _bad_character(value: str, pattern: re.Pattern[str], rule: str) -> None:
+    """Refuse the first character of ``value`` that ``pattern`` finds, saying which and where."""
+    found = pattern.search(value)
+    if found is None:
+        return
+    char, position = found.group(), found.start() + 1
+    if "\ud800" <= char <= "\udfff":
+        raise _fail(
+            f"contains U+{ord(char):04X} at position {position}, half of a surrogate pair and "
+            "not text: write the character itself"
+        )
+    what = (
+        "a NUL character (U+0000)" if char == "\0" else f"the control character U+{ord(char):04X}"
+    )
+    raise _fail(f"contains {what} at position {position}: {rule}")
+
+
+def _exec_string(value: str, what: str) -> None:
+    size = len(value.encode(errors="surrogatepass"))
+    if size > EXEC_STRING_MAX:
+        raise _fail(
+            f"is {size / 1024:.1f} KiB: {what} can be at most {EXEC_STRING_MAX // 1024} KiB "
+            "(Linux passes a process at most 128 KiB in one string)"
+        )
+
+
 def _env_key(key: str) -> str:
-    if not _ENV_KEY.match(key):
-        raise _fail(f"invalid environment variable name '{key}': expected [A-Za-z_][A-Za-z0-9_]*")
+    if not _ENV_KEY.fullmatch(key):
+        raise _fail(
+            f"invalid environment variable name {key!r}: expected a letter or '_', then "
+            "letters, digits, '_', '.' or '-' (256 at most)"
+        )
     return key
 
 
+def _env_value(value: str) -> str:
+    rule = "a value can hold tab, newline and carriage return, no other control character"
+    _bad_character(value, _ENV_CONTROL, rule)
+    _exec_string(value, "an environment variable's value")
+    return value
+
+
+def _command(value: str) -> str:
+    _bad_character(value, _COMMAND_CONTROL, "a process cannot be given one in its command")
+    _exec_string(value, "a command")
+    return value
+
+
 def _root_dir(value: str) -> str:
+    _bad_character(value, _CONTROL, "rootDir cannot hold control characters")
     if value.startswith("/"):
-        raise _fail(f"'{value}' is absolute: rootDir is relative to the repository root")
+        raise _fail(f"{value!r} is absolute: rootDir is relative to the repository root")
     norm = posixpath.normpath(value) if value else "."
     if norm == ".." or norm.startswith("../"):
-        raise _fail(f"'{value}' points outside the repository root")
+        raise _fail(f"{value!r} points outside the repository root")
     return "" if norm == "." else norm
 
 
 def _health_path(value: str) -> str:
     if not value.startswith("/"):
-        raise _fail(f"'{value}' must start with '/' (for example '/healthz')")
+        raise _fail(f"{value!r} must start with '/' (for example '/healthz')")
+    bad = next((i for i, c in enumerate(value) if not _PATH_CHARS.fullmatch(c)), None)
+    if bad is not None:
+        raise _fail(
+            f"{value!r} has {value[bad]!r} at position {bad + 1}, which a health check request "
+            "cannot carry as is: use letters, digits and / . _ ~ ! & ( ) * + , ; = : @ ? - , "
+            "and percent-encode the rest (for example %20 for a space)"
+        )
+    if len(value) > _HEALTH_PATH_MAX:
+        raise _fail(f"is {len(value)} characters long: at most {_HEALTH_PATH_MAX}")
     return value
 
 
+def normal_host(value: str) -> str:
+    """A domain as the edge routes it: lowercase, without surrounding blanks or final dot."""
+    return value.strip().lower().rstrip(".")
+
+
 def _hostname(value: str) -> str:
-    host = value.strip().lower().rstrip(".")
+    """A domain the edge routes: a lowercase DNS name of two labels or more (or localhost)."""
+    host = normal_host(value)
     labels = host.split(".")
-    if labels and labels[0] == "*":
-        labels = labels[1:]
-    if not labels or len(host) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
-        raise _fail(f"'{value}' is not a valid hostname (for example 'app.example.com')")
+    if labels[0] == "*":
+        raise _fail(f"{value!r}: wildcard domains are not supported yet")
+    if not host.isascii():
+        raise _fail(
+            f"{value!r} is not a valid hostname: write an internationalized domain in its "
+            "ASCII form ('xn--...')"
+        )
+    if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise _fail(
+            f"{value!r} is not a valid hostname: labels of 1-63 letters, digits or '-', not "
+            "starting or ending with '-', joined by '.' (for example 'app.example.com')"
+        )
+    if len(labels) == 1 and host != "localhost":
+        raise _fail(f"{value!r} is not a full domain name (for example 'app.example.com')")
+    if labels[-1].isdigit():
+        raise _fail(f"{value!r} is an IP address or ends in a number: give a domain name")
+    if host.endswith(".localhost"):
+        raise _fail(
+            f"{value!r} is under .localhost, where Shipyard gives each web service its own "
+            "host (<name>.localhost): use another domain"
+        )
     return host
 
 
@@ -161,9 +248,10 @@ ServiceName = Annotated[str, Field(min_length=1)]  # DNS-label rule: refs.py (ru
 Bool = Annotated[bool, BeforeValidator(yaml_bool)]
 Str = Annotated[str, BeforeValidator(plain_str)]
 EnvKey = Annotated[str, AfterValidator(_env_key)]
+Command = Annotated[str, AfterValidator(_command)]
 RootDir = Annotated[str, AfterValidator(_root_dir)]
 HealthPath = Annotated[str, AfterValidator(_health_path)]
 Hostname = Annotated[str, AfterValidator(_hostname)]
 Runtime = Literal["docker", "elixir", "go", "image", "node", "python", "ruby", "rust", "static"]
 Percent = Annotated[int, Field(ge=1, le=90)]
-EnvValue = Annotated[str, BeforeValidator(_scalar)]
+EnvValue = Annotated[str, BeforeValidator(_scalar), AfterValidator(_env_value)]
