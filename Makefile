@@ -13,7 +13,14 @@ $(BIN)/shipyard: pyproject.toml
 	$(BIN)/pip install -q --no-cache-dir -e '.[dev]'
 	@touch $@
 
-install: $(BIN)/shipyard
+# The log writer each app instance's output goes through (native/logd/logd.c). Built next to
+# the venv's python; compiled to a temporary name and renamed, so writers already running keep
+# their binary.
+$(BIN)/shipyard-logd: native/logd/logd.c | $(BIN)/shipyard
+	$(CC) -O2 -Wall -Wextra -std=c11 -D_GNU_SOURCE -o $@.tmp $<
+	mv -f $@.tmp $@
+
+install: $(BIN)/shipyard $(BIN)/shipyard-logd
 
 demo: install
 	scripts/demo.sh
@@ -47,6 +54,8 @@ bench: install
 	$(BIN)/python bench/deploy_under_load.py
 	$(BIN)/python bench/edge_overhead.py
 	$(BIN)/python bench/many_services.py
+	$(BIN)/python bench/release_disk.py
+	$(BIN)/python bench/logd_memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.harness import APPS, Shipyard
 
+from shipyard.drivers.local.logfiles import tail
+
 MB = 1024 * 1024
 
 
@@ -303,9 +305,7 @@ def run(n: int, rest_seconds: float, app: App, deploy_timeout: float) -> dict[st
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
             if "error" in result:
-                log_path = sy.settings.daemon_log_path
-                tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
-                result["daemon_log_tail"] = tail
+                result["daemon_log_tail"] = "\n".join(tail(sy.settings.daemon_log_path, 40))
     return result
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Shipyard drives: HAProxy (edge), git (sources), Node (sample apps),
-# wrk (benchmarks). Idempotent; uses sudo when not root.
+# wrk (benchmarks), and a C compiler for the log writer (native/logd). Idempotent; uses sudo when
+# not root.
 set -euo pipefail
 need=()
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
@@ -8,6 +9,7 @@ command -v git >/dev/null 2>&1 || need+=(git)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "installing system packages: ${need[*]}"

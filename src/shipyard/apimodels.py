@@ -24,14 +24,41 @@ class SourceBody(Model):
     repo: str | None = Field(None, description="git repository URL or path")
     branch: str | None = Field(None, description="branch of `repo` (default: main)")
 
+    def _has_content(self) -> bool:
+        return False
+
+    def _sources(self) -> str:
+        return "`blueprint` as an absolute path, or `repo`"
+
     @model_validator(mode="after")
     def _source_is_explicit(self) -> SourceBody:
         # The daemon's working directory is nobody's business: say where the source is.
+        if self._has_content():
+            if self.blueprint is not None or self.repo is not None:
+                raise ValueError("give `blueprint_text` alone, without `blueprint` or `repo`")
+            return self
         if self.repo is None and not (self.blueprint and self.blueprint.startswith("/")):
-            raise ValueError("give `blueprint` as an absolute path, or `repo`")
+            raise ValueError(f"give {self._sources()}")
         if self.branch is not None and self.repo is None:
             raise ValueError("`branch` needs `repo`")
         return self
+
+
+class PlanBody(SourceBody):
+    blueprint_text: str | None = Field(
+        None, description="the Blueprint's content, instead of `blueprint` or `repo`",
+    )  # fmt: skip
+    filename: str = Field(
+        "render.yaml", pattern=r"^(render|shipyard)\.ya?ml$",
+        description="with `blueprint_text`: the file name it stands for (its kind, and the "
+        "name in error positions)",
+    )  # fmt: skip
+
+    def _has_content(self) -> bool:
+        return self.blueprint_text is not None
+
+    def _sources(self) -> str:
+        return "`blueprint` as an absolute path, `repo`, or `blueprint_text`"
 
 
 class DeployBody(SourceBody):
@@ -58,12 +85,22 @@ class ErrorBody(Model):
     fields: dict[str, Any] = Field(default_factory=dict)
 
 
+class DiskView(Model):
+    path: str
+    free_bytes: int
+    total_bytes: int
+    min_free_bytes: int = Field(description="SHIPYARD_MIN_FREE_MB: deploys need this much")
+    low: bool = Field(description="free space is below the minimum: deploys are refused")
+    summary: str
+
+
 class Health(Model):
     status: Literal["ok"]
     version: str
     # Which daemon answered: `up` checks it started this one, not another Shipyard's.
     home: str | None = None
     pid: int | None = None
+    disk: DiskView | None = None
 
 
 class InstanceView(Model):
@@ -72,14 +109,23 @@ class InstanceView(Model):
     state: str
     port: int
     pid: int | None
-    restarts: int
+    restarts: int = Field(description="restarts over the instance's whole life (history)")
+    recent_restarts: int = Field(
+        0, description="restarts within the crash window (10 min): the current state"
+    )
     last_exit: str
-    crash_loop: bool
+    crash_loop: bool = Field(
+        description="crashing now (not running) after repeated crashes in the window; a "
+        "running instance is never in a crash loop, whatever its history"
+    )
     restart_in: float | None = Field(description="seconds until a crashed instance restarts")
     started_at: float | None
+    summary: str = Field("", description='for people: "running, 3 restarts in the last 10 min"')
 
 
-ServiceStatus = Literal["deploying", "not deployed", "crash-loop", "live", "degraded", "down"]
+ServiceStatus = Literal[
+    "deploying", "not deployed", "failed", "crash-loop", "live", "degraded", "down"
+]
 
 
 class ServiceView(Model):
@@ -91,6 +137,16 @@ class ServiceView(Model):
     desired_instances: int
     running_instances: int
     status: ServiceStatus
+    never_served: bool = Field(
+        False,
+        description="no release of it ever went live (status `failed`: its first deploy "
+        "failed; `shipyard logs NAME --build` shows why)",
+    )
+    last_failure: str | None = Field(
+        None,
+        description="why its newest release failed, when that release is newer than the "
+        "live one (or there is none)",
+    )
     env_keys: list[str] = Field(description="env var keys only: values are never returned")
     instances: list[InstanceView]
     url: str | None = Field(None, description="web services: the public URL")

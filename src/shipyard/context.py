@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shipyard.clock import Clock
+from shipyard.disk import DiskGuard
 from shipyard.route.table import Router
 from shipyard.run.backoff import RestartPolicy
 from shipyard.run.runtime import Runtime
@@ -41,3 +42,7 @@ class Context:
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     route_lock: threading.RLock = field(default_factory=threading.RLock)  # one edge apply
     port_lock: threading.Lock = field(default_factory=threading.Lock)  # allocate + record
+    disk: DiskGuard = field(init=False)  # space checks and the reserve of settings.home
+
+    def __post_init__(self) -> None:
+        self.disk = DiskGuard(self.settings.home, self.settings.min_free_bytes)

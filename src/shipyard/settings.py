@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shipyard.blueprint.limits import BlueprintLimits
 from shipyard.errors import UsageError
 from shipyard.hostenv import HostEnv, base_python
 
@@ -42,7 +43,25 @@ class Settings:
     host: HostEnv = field(default_factory=HostEnv)
     # The base interpreter of Python services' virtualenvs.
     python_bin: str = field(default_factory=base_python)
+    # Where a Blueprint or local repository given to the API by path may be: any of these
+    # directories, never inside a system directory or SHIPYARD_HOME (see source_dir_allowed).
+    source_dirs: tuple[Path, ...] = (Path("/"),)
+    # The largest API request body (a Blueprint sent as content is JSON-escaped).
+    api_max_body_bytes: int = 8 * 1024 * 1024
+    # Builds and deploys need this much free space on SHIPYARD_HOME's disk (plus the source
+    # they copy); below it `ps` and the health endpoint warn.
+    min_free_bytes: int = 256 * 1000 * 1000
+    blueprint_limits: BlueprintLimits = field(default_factory=BlueprintLimits)
     extra: dict[str, str] = field(default_factory=dict)
+
+    def source_dir_allowed(self, path: Path) -> bool:
+        """``path`` (resolved) lies in one of ``source_dirs`` and outside the system's own
+        directories and SHIPYARD_HOME: the API never reads /etc/shadow or state.db for
+        whoever holds the token."""
+        real = path.resolve()
+        if any(real.is_relative_to(d) for d in (*SYSTEM_DIRS, self.home.resolve())):
+            return False
+        return any(real.is_relative_to(d.resolve()) for d in self.source_dirs)
 
     @property
     def toolchains_dir(self) -> Path:
@@ -74,7 +93,8 @@ class Settings:
 
     @property
     def daemon_log_path(self) -> Path:
-        return self.home / "daemon.log"
+        """The daemon's own output: a log directory kept by its log writer (bounded)."""
+        return self.home / "daemon-log"
 
     @property
     def api_url(self) -> str:
@@ -120,12 +140,24 @@ class Settings:
             ),
             python_bin=env.get("SHIPYARD_PYTHON") or base_python(),
             deploy_concurrency=_count(env, "SHIPYARD_DEPLOY_CONCURRENCY", 4),
+            source_dirs=_dirs(env, "SHIPYARD_SOURCE_DIRS") or (Path("/"),),
+            api_max_body_bytes=_size(env, "SHIPYARD_API_MAX_BODY_BYTES", 8 * 1024 * 1024),
+            blueprint_limits=BlueprintLimits.from_env(env),
+            min_free_bytes=_megabytes(env, "SHIPYARD_MIN_FREE_MB", 256),
         )
 
 
 # The kernel's default ephemeral range starts here: instance ports come from above it, the
 # services' internal listeners from [SHIPYARD_INTERNAL_PORT_BASE, INTERNAL_PORT_LIMIT).
 INTERNAL_PORT_LIMIT = 32768
+
+
+# Never a source: what the system and its users keep there is not a Blueprint to deploy.
+SYSTEM_DIRS = tuple(
+    Path(p)
+    for p in ("/etc", "/proc", "/sys", "/dev", "/boot", "/run", "/usr", "/bin", "/sbin",
+              "/lib", "/lib64", "/var/lib", "/var/log", "/var/spool", "/var/mail")
+)  # fmt: skip
 
 
 def _check_internal_region(base: int, listeners: dict[str, int]) -> None:
@@ -170,3 +202,32 @@ def _count(env: dict[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 64:
         raise UsageError(f"{name} has value {raw!r}. Expected a whole number from 1 to 64.")
     return int(raw)
+
+
+def _dirs(env: dict[str, str], name: str) -> tuple[Path, ...]:
+    raw = env.get(name, "")
+    dirs = tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
+    for d in dirs:
+        if not d.is_absolute():
+            raise UsageError(
+                f"{name} has {str(d)!r}. Expected absolute directories separated by '{os.pathsep}'."
+            )
+    return dirs
+
+
+def _size(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1024:
+        raise UsageError(f"{name} has value {raw!r}. Expected a number of bytes, at least 1024.")
+    return int(raw)
+
+
+def _megabytes(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default * 1000 * 1000
+    if not raw.isdigit():
+        raise UsageError(f"{name} has value {raw!r}. Expected a whole number of megabytes.")
+    return int(raw) * 1000 * 1000

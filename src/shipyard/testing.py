@@ -87,8 +87,10 @@ class FakeRuntime:
             if pid in self.live and env.get(marker_key) == marker_value
         ]
 
-    def rotate_log(self, log_path: Path) -> bool:
-        return False
+    def note(self, log_path: Path, line: str) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as log:
+            log.write(line + "\n")
 
     def tail(self, log_path: Path, lines: int) -> list[str]:
         try:

@@ -29,5 +29,16 @@ def shipyard(tmp_path_factory: pytest.TempPathFactory, haproxy_bin: str) -> Iter
 
 
 @pytest.fixture
+def own_shipyard(tmp_path: Path, haproxy_bin: str) -> Iterator[Shipyard]:
+    """A daemon of the test's own (for tests that kill or restart it)."""
+    sy = Shipyard(tmp_path / "home")
+    sy.up()
+    try:
+        yield sy
+    finally:
+        sy.down()
+
+
+@pytest.fixture
 def project(tmp_path: Path) -> Project:
     return Project.create(tmp_path / "repo")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.integration.test_deploy import deploy, web
 from tests.support.harness import Project, Shipyard, load, wait_for
@@ -18,16 +15,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
-@pytest.fixture
-def own_shipyard(tmp_path: Path, haproxy_bin: str) -> Iterator[Shipyard]:
-    sy = Shipyard(tmp_path / "home")
-    sy.up()
-    try:
-        yield sy
-    finally:
-        sy.down()
 
 
 def haproxy_pid(sy: Shipyard) -> int:

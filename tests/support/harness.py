@@ -160,7 +160,7 @@ class Project:
     @classmethod
     def create(cls, root: Path) -> Project:
         root.mkdir(parents=True, exist_ok=True)
-        for app in ("pyweb", "nodeweb", "worker"):
+        for app in ("pyweb", "nodeweb", "worker", "chatty"):
             shutil.copytree(APPS / app, root / app, dirs_exist_ok=True)
         return cls(root)
 

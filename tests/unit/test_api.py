@@ -127,7 +127,8 @@ def test_a_failed_build_is_reported_with_its_code(api: Api) -> None:
     op = api.deploy()
     assert (op["status"], op["error_code"]) == ("failed", "build_failed"), op
     assert "build command exited with code 7" in op["result"]["jobs"]["error"]
-    assert api.http.get("/v1/services/jobs").json()["status"] == "not deployed"
+    view = api.http.get("/v1/services/jobs").json()
+    assert (view["status"], view["never_served"]) == ("failed", True), view
 
 
 def test_shutdown_is_accepted(api: Api) -> None:
@@ -149,3 +150,42 @@ def test_openapi_documents_every_error_the_routes_return(api: Api) -> None:
                 assert "404" in codes, (method, path)
             if method == "post" and path != "/v1/shutdown" and path != "/v1/plan":
                 assert {"409", "422"} <= codes, (method, path)
+
+
+def test_an_unexpected_error_is_a_500_with_a_request_id_and_breaks_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx = make_context(tmp_path / "home")
+    engine = Engine(ctx)
+
+    def broken(*_: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    engine.scale = broken  # type: ignore[method-assign,assignment]
+    app = create_app(engine, TOKEN, lambda _: None)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(app, headers=auth, raise_server_exceptions=False) as http:
+        answer = http.post("/v1/services/jobs/scale", json={"instances": 2})
+        assert answer.status_code == 500
+        body = answer.json()
+        rid = body["fields"]["request_id"]
+        assert answer.headers["x-request-id"] == rid and rid in body["msg"]
+        assert "a bug" not in body["msg"]  # details go to the log, not to the caller
+        assert any(rid in r.getMessage() and r.exc_info for r in caplog.records)
+        fine = http.get("/v1/services")
+        assert fine.status_code == 200 and fine.headers["x-request-id"] != rid
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(api: Api) -> None:
+    huge = "#" * (api.ctx.settings.api_max_body_bytes + 1)
+    answer = api.http.post("/v1/plan", json={"blueprint_text": huge})
+    assert answer.status_code == 413 and answer.json()["code"] == "limit_exceeded"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(9):
+            yield b" " * (1 << 20)
+
+    chunked = api.http.post("/v1/plan", content=chunks())
+    assert chunked.status_code == 413
+    text = api.http.post("/v1/plan", json={"blueprint_text": WORKER, "filename": "render.yaml"})
+    assert text.status_code == 200 and text.json()["steps"][0]["service"] == "jobs"

@@ -50,7 +50,15 @@ def procs() -> Iterator[LocalProcesses]:
 
 
 def spec(tmp_path: Path, command: str, **env: str) -> ProcessSpec:
-    return ProcessSpec(command, tmp_path, {**ENV, **env}, tmp_path / "logs" / "out.log")
+    return ProcessSpec(command, tmp_path, {**ENV, **env}, tmp_path / "logs" / "out")
+
+
+STAMP = len("2026-12-02T05:48:00.123456Z ")  # the log writer's prefix on each line
+
+
+def log_text(path: Path) -> str:
+    """What a log directory holds, lines without their time prefix."""
+    return "".join(line[STAMP:] + "\n" for line in tail(path, 1_000_000))
 
 
 def wait_until(predicate: object, timeout: float = 3.0) -> bool:
@@ -64,7 +72,7 @@ def wait_until(predicate: object, timeout: float = 3.0) -> bool:
 
 
 def wait_for_log(path: Path, text: str) -> None:
-    assert wait_until(lambda: path.exists() and text in path.read_text()), path.read_text()
+    assert wait_until(lambda: text in log_text(path)), log_text(path)
 
 
 def pid_exists(pid: int) -> bool:
@@ -80,7 +88,8 @@ def test_start_isolation_env_cwd_and_log(procs: LocalProcesses, tmp_path: Path) 
     handle = procs.start(s)
     assert wait_until(lambda: not procs.alive(handle))
     assert procs.status(handle) == ExitStatus(running=False, exit_code=0, signal=None)
-    out = s.log_path.read_text().splitlines()
+    assert wait_until(lambda: len(log_text(s.log_path).splitlines()) >= 6)
+    out = log_text(s.log_path).splitlines()
     assert out[0] == f"cwd={tmp_path} foo=bar"
     assert out[1] == "err"
     assert sorted(out[2:]) == ["0", "1", "2", "3"]  # 3 is ls's own directory fd
@@ -89,17 +98,17 @@ def test_start_isolation_env_cwd_and_log(procs: LocalProcesses, tmp_path: Path) 
 
 def test_new_session_and_log_appends(procs: LocalProcesses, tmp_path: Path) -> None:
     s = spec(tmp_path, "echo one; exec sleep 30")
-    s.log_path.parent.mkdir()
-    s.log_path.write_text("previous\n")
+    s.log_path.mkdir(parents=True)
+    (s.log_path / "current").write_text("previous\n")
     handle = procs.start(s)
     assert os.getsid(handle.pid) == handle.pid
     assert os.getpgid(handle.pid) == handle.pid
     wait_for_log(s.log_path, "one")
-    assert s.log_path.read_text() == "previous\none\n"
+    assert tail(s.log_path, 5)[0] == "previous" and tail(s.log_path, 5)[1].endswith("Z one")
 
 
 def test_missing_cwd_raises(procs: LocalProcesses, tmp_path: Path) -> None:
-    bad = ProcessSpec("true", tmp_path / "nope", ENV, tmp_path / "out.log")
+    bad = ProcessSpec("true", tmp_path / "nope", ENV, tmp_path / "out")
     with pytest.raises(RuntimeFailure, match="does not exist"):
         procs.start(bad)
 
@@ -136,7 +145,7 @@ def test_forked_child_dies_with_group(procs: LocalProcesses, tmp_path: Path) -> 
     s = spec(tmp_path, "sleep 30 & echo child=$!; wait")
     handle = procs.start(s)
     wait_for_log(s.log_path, "child=")
-    child = int(s.log_path.read_text().split("child=")[1].split()[0])
+    child = int(log_text(s.log_path).split("child=")[1].split()[0])
     assert pid_exists(child)
     procs.stop(handle, grace_s=1)
     assert not pid_exists(child)  # stop returns once no member of the group lives
@@ -147,7 +156,7 @@ def test_orphan_left_after_leader_exit_is_killed(procs: LocalProcesses, tmp_path
     s = spec(tmp_path, "(trap '' TERM; sleep 30) & echo child=$!; trap 'exit 0' TERM; wait")
     handle = procs.start(s)
     wait_for_log(s.log_path, "child=")
-    child = int(s.log_path.read_text().split("child=")[1].split()[0])
+    child = int(log_text(s.log_path).split("child=")[1].split()[0])
     procs.stop(handle, grace_s=2)
     assert not pid_exists(child)  # stop returns once no member of the group lives
 
@@ -189,7 +198,7 @@ def test_run_exit_codes_and_timeout(tmp_path: Path) -> None:
 def test_run_kills_leftover_background_processes(tmp_path: Path) -> None:
     s = spec(tmp_path, "sleep 30 & echo child=$!")
     assert LocalProcesses().run(s, timeout_s=5) == 0
-    child = int(s.log_path.read_text().split("child=")[1].split()[0])
+    child = int(log_text(s.log_path).split("child=")[1].split()[0])
     assert wait_until(lambda: not pid_exists(child))
 
 
@@ -232,7 +241,7 @@ def test_instance_outlives_the_daemon_and_is_readopted(tmp_path: Path) -> None:
         "from pathlib import Path\n"
         "from shipyard.drivers.local import LocalProcesses, ProcessSpec\n"
         "h = LocalProcesses().start(ProcessSpec('while :; do echo tick; sleep 0.05; done',"
-        " Path(sys.argv[1]), {'PATH': os.environ['PATH']}, Path(sys.argv[1]) / 'out.log'))\n"
+        " Path(sys.argv[1]), {'PATH': os.environ['PATH']}, Path(sys.argv[1]) / 'out'))\n"
         "print(json.dumps([h.pid, h.start_time]))\n"
     )
     out = subprocess.run(
@@ -243,8 +252,8 @@ def test_instance_outlives_the_daemon_and_is_readopted(tmp_path: Path) -> None:
     lp = LocalProcesses()
     try:
         assert lp.alive(handle)  # its parent (the "daemon") is gone
-        size = (tmp_path / "out.log").stat().st_size
-        assert wait_until(lambda: (tmp_path / "out.log").stat().st_size > size)
+        size = (tmp_path / "out" / "current").stat().st_size  # its log writer outlived it too
+        assert wait_until(lambda: (tmp_path / "out" / "current").stat().st_size > size)
     finally:
         final = lp.stop(handle, grace_s=1)
     assert final.running is False
@@ -313,8 +322,9 @@ def test_tail_method(tmp_path: Path) -> None:
     assert lp.tail(log, 2) == ["two", "three"]
     assert lp.tail(log, 0) == []
     assert lp.tail(tmp_path / "missing.log", 5) == []
+    (tmp_path / "dir" / "current").mkdir(parents=True)
     with pytest.raises(RuntimeFailure, match="cannot read log file"):
-        lp.tail(tmp_path, 5)  # a directory: exists, but is no readable log
+        lp.tail(tmp_path / "dir", 5)  # its current file exists, but is no readable log
 
 
 def test_signal_group_not_permitted_raises(

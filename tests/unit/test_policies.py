@@ -14,7 +14,6 @@ from shipyard.clock import FakeClock
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
-from shipyard.drivers.local.logfiles import rotate_if_larger
 from shipyard.errors import Conflict, NotFound
 from shipyard.plan.plan import make_plan
 from shipyard.records import InstanceState, Release, ReleaseStatus, Service
@@ -232,17 +231,6 @@ def test_retention_keeps_the_newest_deployable_releases_before_the_live_one() ->
     # are the newest ten; 4 (never deployable) and 2 go; 1 is already pruned.
     assert releases_to_prune(rows, 14) == [4, 2]
     assert releases_to_prune(rows, None) == []
-
-
-def test_log_rotation_keeps_appending_writers_working(tmp_path: Path) -> None:
-    log = tmp_path / "i.log"
-    with open(log, "ab", buffering=0) as writer:  # like an instance: O_APPEND
-        writer.write(b"x" * 100)
-        assert rotate_if_larger(log, max_bytes=50)
-        writer.write(b"after\n")
-    assert log.read_bytes() == b"after\n"
-    assert (tmp_path / "i.log.1").read_bytes() == b"x" * 100
-    assert not rotate_if_larger(log, max_bytes=50)
 
 
 def test_source_copy_skips_a_shipyard_home_inside_the_tree(tmp_path: Path) -> None:

@@ -82,3 +82,42 @@ def test_supervisor_restart_waits_for_the_service_claim(tmp_path: Path) -> None:
 
 def _spec(tmp_path: Path) -> ProcessSpec:
     return ProcessSpec(command="x", cwd=tmp_path, env={}, log_path=tmp_path / "x.log")
+
+
+def _deploy_with_release(ctx: Context, number: int, *, live: bool) -> int:
+    deploy_id = ctx.state.add_deploy(OperationKind.DEPLOY, "jobs")
+    svc = ctx.state.service("jobs")
+    ctx.state.add_release(
+        service="jobs", number=number, config_digest="d", git_commit="", git_branch="",
+        source="s", dir="/nonexistent", spec=svc.spec, env_enc=ctx.box.encrypt_env({}),
+        deploy_id=deploy_id,
+    )  # fmt: skip
+    ctx.state.set_release_status("jobs", number, ReleaseStatus.DEPLOYING)
+    if live:
+        ctx.state.promote("jobs", number, ReleaseStatus.SUPERSEDED, svc.spec, None)
+    return deploy_id
+
+
+def test_an_interrupted_deploy_whose_release_went_live_succeeded(tmp_path: Path) -> None:
+    """The daemon died after the switch: the outcome comes from what is live, not 'failed'."""
+    ctx, runtime, _, _ = make_ctx(tmp_path)
+    runtime.live.add(1)
+    deploy_id = _deploy_with_release(ctx, 2, live=True)
+    recover(ctx)
+    op = ctx.state.deploy(deploy_id)
+    assert op.status == "succeeded" and op.error == ""
+    assert op.result["jobs"].status == "ok" and op.result["jobs"].release == 2
+    events = [e.message for e in ctx.state.events(deploy_id)]
+    assert any(m.startswith("succeeded (recovered)") for m in events)
+
+
+def test_an_interrupted_deploy_that_never_went_live_failed(tmp_path: Path) -> None:
+    ctx, runtime, _, _ = make_ctx(tmp_path)
+    runtime.live.add(1)
+    deploy_id = _deploy_with_release(ctx, 2, live=False)
+    recover(ctx)
+    op = ctx.state.deploy(deploy_id)
+    assert op.status == "failed" and op.error.startswith("interrupted")
+    assert op.result["jobs"].status == "failed"
+    assert ctx.state.release("jobs", 2).status == "failed"
+    assert ctx.state.service("jobs").current_release == 1

@@ -7,6 +7,7 @@ touched (invariant 3).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +16,12 @@ from shipyard.builds.builder import indent, run_logged
 from shipyard.builds.environment import compose_env, release_toolchain
 from shipyard.builds.python import create_venv
 from shipyard.context import Context, Emit
-from shipyard.errors import BuildFailed, UsageError
+from shipyard.errors import BuildFailed, NoDiskSpace, UsageError
 from shipyard.records import Release, ReleaseStatus
 from shipyard.release.env import platform_env
 from shipyard.release.files import make_private, share_unchanged
-from shipyard.release.store import release_paths, service_paths
-from shipyard.source.snapshot import GitInfo, copy_tree
+from shipyard.release.store import ReleasePaths, release_paths, service_paths
+from shipyard.source.snapshot import GitInfo, copy_tree, tree_bytes
 
 # Set in the env of build and pre-deploy commands, so a restarted daemon can find and stop
 # commands its predecessor started (their pids are never recorded).
@@ -69,7 +70,33 @@ def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -
     )
     failed = ReleaseStatus.BUILD_FAILED
     emit(f"release {number}: copying source from {req.source_label}", "info")
+    try:
+        ctx.disk.require(tree_bytes(req.source_root, exclude=ctx.settings.home))
+    except NoDiskSpace as exc:
+        ctx.state.set_release_status(req.service, number, failed, exc.message)
+        raise
     paths.dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _build(ctx, req, release, paths, emit)
+    except BaseException:
+        # A release that did not build is never run: give its space back (a full disk needs
+        # it most), keep its build log.
+        shutil.rmtree(paths.app, ignore_errors=True)
+        shutil.rmtree(paths.venv, ignore_errors=True)
+        raise
+    make_private(paths.dir)
+    _share_with_previous(ctx, release, emit)
+    ctx.state.set_release_status(req.service, number, ReleaseStatus.BUILT)
+    emit(f"release {number}: build succeeded", "info")
+    return ctx.state.release(req.service, number)
+
+
+def _build(
+    ctx: Context, req: BuildRequest, release: Release, paths: ReleasePaths, emit: Emit
+) -> None:
+    """Copy the source into the release, give it its venv, run its buildCommand."""
+    number = release.number
+    failed = ReleaseStatus.BUILD_FAILED
     try:
         copy_tree(req.source_root, paths.app, exclude=ctx.settings.home)
     except UsageError as exc:
@@ -126,12 +153,7 @@ def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -
                 fields={"service": req.service, "release": number},
             )
     else:
-        paths.build_log.write_text("==> no buildCommand\n")
-    make_private(paths.dir)
-    _share_with_previous(ctx, release, emit)
-    ctx.state.set_release_status(req.service, number, ReleaseStatus.BUILT)
-    emit(f"release {number}: build succeeded", "info")
-    return ctx.state.release(req.service, number)
+        ctx.runtime.note(paths.build_log, "==> no buildCommand")
 
 
 def _share_with_previous(ctx: Context, release: Release, emit: Emit) -> None:

@@ -30,13 +30,13 @@ def run_logged(
     log_path: Path,
     timeout_s: float,
 ) -> CommandResult:
-    """Run one command to completion, appending a header and its output to ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a") as log:
-        log.write(f"==> {label}: {command}\n")
+    """Run one command to completion, adding a header, its output and its outcome to the log
+    ``log_path``."""
+    runtime.note(log_path, f"==> {label}: {command}")
     code = runtime.run(ProcessSpec(command=command, cwd=cwd, env=env, log_path=log_path), timeout_s)
-    with log_path.open("a") as log:
-        log.write(f"==> {label} {'succeeded' if code == 0 else f'failed (exit code {code})'}\n")
+    runtime.note(
+        log_path, f"==> {label} {'succeeded' if code == 0 else f'failed (exit code {code})'}"
+    )
     return CommandResult(ok=code == 0, exit_code=code, log_tail=tuple(runtime.tail(log_path, 20)))
 
 

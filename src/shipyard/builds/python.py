@@ -19,7 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shipyard.errors import BuildFailed
+from shipyard.disk import is_disk_full
+from shipyard.errors import BuildFailed, NoDiskSpace
 from shipyard.release.files import make_private
 
 _TIMEOUT_S = 300.0
@@ -28,8 +29,13 @@ _TIMEOUT_S = 300.0
 def create_venv(dest: Path, python: str, cache_dir: Path) -> None:
     """Create a fresh virtualenv at ``dest`` (which must not exist) for ``python``."""
     template = _template(python, cache_dir)
-    shutil.copytree(template, dest, symlinks=True)
-    _rewrite_location(dest, template, dest)
+    try:
+        shutil.copytree(template, dest, symlinks=True)
+        _rewrite_location(dest, template, dest)
+    except OSError as exc:  # shutil.Error (an OSError) lists every file that failed
+        if is_disk_full(exc):
+            raise NoDiskSpace(f"not enough disk space to create the virtualenv {dest}") from exc
+        raise BuildFailed(f"Could not create the virtualenv {dest}: {_first(exc)}") from exc
 
 
 def _rewrite_location(venv: Path, old_path: Path, new_path: Path) -> None:
@@ -87,3 +93,12 @@ def _run_virtualenv(python: str, dest: Path, cache_dir: Path) -> None:
     if out.returncode != 0:
         detail = (out.stderr or out.stdout).strip()[-2000:]
         raise BuildFailed(f"Could not create a virtualenv for {python}: {detail}")
+
+
+def _first(exc: OSError) -> str:
+    """One line for an error: the first of the files a shutil.Error lists."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        failures = exc.args[0]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        return f"{failures[0][2]}{more}" if failures else str(exc)
+    return str(exc)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,8 @@ from shipyard.cli.output import (
 )
 from shipyard.client import Client
 from shipyard.clock import SystemClock, poll_until
+from shipyard.drivers.local.logfiles import find_logd, logd_command
+from shipyard.drivers.local.logfiles import tail as log_tail
 from shipyard.errors import (
     Conflict,
     DaemonUnavailable,
@@ -97,22 +101,16 @@ def up(detach: bool) -> None:
     from shipyard.controlplane.daemon import secure_home
 
     secure_home(cfg.home)
-    with cfg.daemon_log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shipyard.cli.main", "up"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            close_fds=True,
-        )
+    proc, writer = _spawn_daemon(cfg)
 
     def answered() -> bool:
         """Our daemon answers: the one with our pid. Another daemon answering meanwhile (it
         took the API port) is not ours; ours then exits, naming the port."""
         code = proc.poll()
         if code is not None:
-            tail = cfg.daemon_log_path.read_text(errors="replace").splitlines()[-15:]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                writer.wait(timeout=5)  # its last lines, stored
+            tail = log_tail(cfg.daemon_log_path, 15)
             error = Conflict if code == Conflict.exit_code else ShipyardError
             raise error(
                 "The daemon exited during start-up:\n" + "\n".join(f"    | {line}" for line in tail)
@@ -126,6 +124,33 @@ def up(detach: bool) -> None:
         f"Shipyard is up (pid {proc.pid}): API {cfg.api_url}, "
         f"apps on http://<service>.localhost:{cfg.http_port}"
     )
+
+
+def _spawn_daemon(cfg: Settings) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """The daemon, in a session of its own, its output through a log writer like every
+    process Shipyard starts (so its log is bounded too): (daemon, writer)."""
+    logd = find_logd()
+    if logd is None:
+        raise ShipyardError(
+            "The log writer shipyard-logd is not installed: `make install` builds it "
+            "(native/logd/logd.c) next to Shipyard's Python."
+        )
+    read_end, write_end = os.pipe()
+    try:
+        writer = subprocess.Popen(
+            logd_command(logd, cfg.daemon_log_path), stdin=read_end,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True,
+        )  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shipyard.cli.main", "up"],
+            stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end,
+            start_new_session=True, close_fds=True,
+        )  # fmt: skip
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    return proc, writer
 
 
 def _health(cfg: Settings) -> Health | None:
@@ -206,6 +231,8 @@ def deploy(
     if branch and not repo:
         raise UsageError("--branch needs --repo.")
     path = blueprint if repo else str(Path(blueprint or ".").absolute())
+    if path and not repo:
+        _check_locally(path)
     with client() as c:
         op = c.deploy(path, repo, branch, list(services) or None)
         if not as_json:
@@ -219,6 +246,20 @@ def deploy(
             emit_json(op)
         else:
             click.echo(f"Follow it with: shipyard deploy-status {op.id} --wait")
+
+
+def _check_locally(path: str) -> None:
+    """Load the Blueprint here first, within the limits (SHIPYARD_BLUEPRINT_MAX_*): bad input is
+    refused before anything reaches the daemon, which checks it again. A path that does not
+    exist is left to the daemon to report."""
+    from shipyard.blueprint import BlueprintLimits, find_blueprint, load_blueprint
+
+    target = Path(path)
+    if target.is_dir():
+        target = find_blueprint(target)
+    elif not target.is_file():
+        return
+    load_blueprint(target, BlueprintLimits.from_env(os.environ))
 
 
 def _print_urls(c: Client, names: list[str]) -> None:
@@ -254,6 +295,8 @@ def deploy_status(deploy_id: int, wait: bool, as_json: bool) -> None:
 def plan(blueprint: str | None, repo: str | None, branch: str | None, as_json: bool) -> None:
     """Show what a deploy of this Blueprint would change."""
     path = blueprint if repo else str(Path(blueprint or ".").absolute())
+    if path and not repo:
+        _check_locally(path)
     with client() as c:
         result = c.plan(path, repo, branch)
     if as_json:
@@ -269,14 +312,17 @@ def ps(service: str | None, as_json: bool) -> None:
     """List services and their instances."""
     with client() as c:
         services = [c.service(service)] if service else c.services()
+        disk = c.health().disk
     if as_json:
         emit_json(services)
         return
+    if disk is not None and disk.low:
+        click.secho(f"warning: low disk space: {disk.summary}; deploys are refused", fg="yellow")
     rows = [
         [
             s.name,
             s.type,
-            s.status,
+            "failed, never served" if s.never_served else s.status,
             s.current_release or "-",
             f"{s.running_instances}/{s.desired_instances}",
             s.url or "",
@@ -284,10 +330,13 @@ def ps(service: str | None, as_json: bool) -> None:
         for s in services
     ]
     click.echo(table(["SERVICE", "TYPE", "STATUS", "RELEASE", "INSTANCES", "URL"], rows))
+    for s in services:
+        if s.last_failure:
+            click.echo(f"  {s.name}: {s.last_failure} (log: shipyard logs {s.name} --build)")
     inst_rows = [
         [
             i.id,
-            i.state + (" (crash loop)" if i.crash_loop else ""),
+            i.summary or i.state,
             i.port,
             i.pid,
             i.restarts,

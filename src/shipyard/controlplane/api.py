@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import secrets
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shipyard import __version__
 from shipyard.apimodels import (
     DeployAccepted,
     DeployBody,
+    DiskView,
     ErrorBody,
     EventsPage,
     Health,
     LogLines,
     OperationView,
+    PlanBody,
     PlanView,
     ReleaseView,
     RollbackAccepted,
@@ -28,21 +33,102 @@ from shipyard.apimodels import (
     ScaleBody,
     ServiceView,
     ShutdownAccepted,
-    SourceBody,
 )
 from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.views import events_page, operation_view, release_view, service_view
-from shipyard.errors import ShipyardError, Unauthorized
+from shipyard.errors import LimitExceeded, ShipyardError, Unauthorized
 from shipyard.observe.logs import follow_logs, read_logs
 
 # Every status code and body the API can answer, per route (the OpenAPI description is a
 # contract). 400: malformed request or flag; 401: token; 404: unknown service/release/operation;
-# 409: busy or shutting down; 422: invalid Blueprint, failed check; 500: internal error.
+# 409: busy or shutting down; 413: request body or Blueprint over a limit; 422: invalid
+# Blueprint, failed check; 500: internal error (with a request id); 507: not enough disk space.
+log = logging.getLogger("shipyard.api")
 _ERR = {"model": ErrorBody}
-_COMMON: dict[int | str, dict[str, Any]] = {400: _ERR, 401: _ERR, 500: _ERR}
+_COMMON: dict[int | str, dict[str, Any]] = {400: _ERR, 401: _ERR, 413: _ERR, 500: _ERR}
 _SOURCE = {**_COMMON, 404: _ERR, 422: _ERR}
 _SERVICE = {**_COMMON, 404: _ERR}
-_OPERATION = {**_COMMON, 404: _ERR, 409: _ERR, 422: _ERR}
+_OPERATION = {**_COMMON, 404: _ERR, 409: _ERR, 422: _ERR, 507: _ERR}
+
+
+class BodyLimit:
+    """Refuses (413) a request whose body is over ``max_bytes``, before anything reads it:
+    by its Content-Length, or while a chunked body arrives (read into memory up to the limit,
+    then handed on)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = LimitExceeded(
+            f"The request body is over the API's limit of {self.max_bytes} bytes (raise it with "
+            "SHIPYARD_API_MAX_BODY_BYTES).",
+            fields={"limit": self.max_bytes, "setting": "SHIPYARD_API_MAX_BODY_BYTES"},
+        )
+        response = JSONResponse(error.to_dict(), status_code=error.http_status,
+                                headers={"Connection": "close"})  # fmt: skip
+        await response(scope, receive, send)
+
+
+class RequestId:
+    """Gives each request an id (``scope["state"]["request_id"]``, the X-Request-ID response
+    header): what a 500 answer and the daemon's log line of its traceback share. Plain ASGI, so
+    streamed responses (logs -f) pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _replay(messages: list[Message], then: Receive) -> Receive:
+    """``messages`` first, then the connection's own (a streamed response waits on it to learn
+    that the client went away)."""
+
+    async def receive() -> Message:
+        return messages.pop(0) if messages else await then()
+
+    return receive
 
 
 def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> FastAPI:
@@ -54,6 +140,24 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
         supplied = (authorization or "").removeprefix("Bearer ").strip()
         if not supplied or not hmac.compare_digest(supplied, token):
             raise Unauthorized("Missing or wrong API token (see SHIPYARD_HOME/token).")
+
+    app.add_middleware(BodyLimit, max_bytes=ctx.settings.api_max_body_bytes)
+
+    app.add_middleware(RequestId)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        """Anything unexpected: 500 with a request id, the traceback in the daemon's log; the
+        next request is served as if nothing happened."""
+        rid = getattr(request.state, "request_id", None) or secrets.token_hex(8)
+        log.error("request %s %s failed (request id %s)", request.method, request.url.path,
+                  rid, exc_info=exc)  # fmt: skip
+        body = {
+            "code": ShipyardError.code,
+            "msg": f"Internal error (request id {rid}); the daemon's log has the details.",
+            "fields": {"request_id": rid},
+        }
+        return JSONResponse(body, status_code=500, headers={"X-Request-ID": rid})
 
     @app.exception_handler(ShipyardError)
     async def shipyard_error(_: Request, exc: ShipyardError) -> JSONResponse:
@@ -75,10 +179,19 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
 
     @app.get("/v1/health", responses={500: _ERR})
     def health() -> Health:
-        return Health(status="ok", version=__version__, home=str(ctx.settings.home), pid=pid)
+        disk = ctx.disk.status()
+        return Health(
+            status="ok", version=__version__, home=str(ctx.settings.home), pid=pid,
+            disk=DiskView(
+                path=disk.path, free_bytes=disk.free_bytes, total_bytes=disk.total_bytes,
+                min_free_bytes=disk.min_free_bytes, low=disk.low, summary=disk.describe(),
+            ),
+        )  # fmt: skip
 
     @app.post("/v1/plan", dependencies=guarded, responses=_SOURCE)
-    def plan(body: SourceBody) -> PlanView:
+    def plan(body: PlanBody) -> PlanView:
+        if body.blueprint_text is not None:
+            return engine.plan_text(body.blueprint_text, body.filename)
         return engine.plan(body.blueprint, body.repo, body.branch)
 
     @app.post("/v1/deploys", dependencies=guarded, status_code=202, responses=_OPERATION)

@@ -26,6 +26,7 @@ from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
+from shipyard.drivers.local.logfiles import find_logd
 from shipyard.drivers.local.ports import bind_exclusive, listening_holder, port_free
 from shipyard.drivers.local.process import LocalProcesses
 from shipyard.errors import Conflict, ShipyardError
@@ -85,6 +86,11 @@ def _read_pid(settings: Settings) -> str:
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        if find_logd() is None:
+            raise ShipyardError(
+                "The log writer shipyard-logd is not installed: `make install` builds it "
+                "(native/logd/logd.c) next to Shipyard's Python."
+            )
         clock = SystemClock()
         db = Database(settings.db_path)
         edge = HAProxyEdge(
@@ -168,6 +174,7 @@ class Daemon:
         try:
             token = ensure_token(self.settings.token_path)
             api_socket = self._claim_ports()
+            self.ctx.disk.ensure_reserve()
             recover(self.ctx)
             self.converge()  # before the supervisor, so its restarts cannot hold a claim yet
             self.supervisor.start()

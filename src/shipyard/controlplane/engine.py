@@ -21,7 +21,15 @@ from shipyard.builds.build import BuildRequest, build_release
 from shipyard.clock import poll_while
 from shipyard.context import Context, Emit
 from shipyard.controlplane.views import plan_view
-from shipyard.errors import Conflict, EdgeError, NotFound, ShipyardError, UsageError
+from shipyard.disk import is_disk_full
+from shipyard.errors import (
+    Conflict,
+    EdgeError,
+    NoDiskSpace,
+    NotFound,
+    ShipyardError,
+    UsageError,
+)
 from shipyard.plan.plan import Plan, make_plan
 from shipyard.records import (
     OperationKind,
@@ -39,7 +47,7 @@ from shipyard.rollout.predeploy import run_pre_deploy
 from shipyard.route.desired import allocate_internal_port, desired_table
 from shipyard.run.claims import Claims
 from shipyard.run.scale import scale_to
-from shipyard.source.open import Source, open_source
+from shipyard.source.open import Source, open_source, source_from_text
 
 log = logging.getLogger("shipyard.engine")
 
@@ -95,17 +103,53 @@ class Engine:
                 error = "; ".join(f"{n}: {result[n].error}" for n in failed)
                 code = (result[failed[0]].code or ShipyardError.code) if failed else ""
                 status = OperationStatus.FAILED if failed else OperationStatus.SUCCEEDED
-                self.ctx.state.finish_deploy(deploy_id, status, error, result, code)
+                self.durably(lambda: self.ctx.state.finish_deploy(deploy_id, status, error,
+                                                                  result, code))  # fmt: skip
             except Exception as exc:  # report, never kill the daemon
                 log.exception("operation %s crashed", deploy_id)
-                msg = exc.message if isinstance(exc, ShipyardError) else f"internal error: {exc}"
-                code = exc.code if isinstance(exc, ShipyardError) else ShipyardError.code
-                self.ctx.state.add_event(deploy_id, msg, level="error")
-                self.ctx.state.finish_deploy(deploy_id, OperationStatus.FAILED, msg, {}, code)
+                self._record_crash(deploy_id, self.explain(exc))
             finally:
                 self._free(services, deploy_id)
 
         threading.Thread(target=run, name=f"op-{deploy_id}", daemon=True).start()
+
+    def _record_crash(self, deploy_id: int, error: ShipyardError) -> None:
+        state = self.ctx.state
+        self.durably(lambda: state.add_event(deploy_id, error.message, level="error"))
+        self.durably(lambda: state.finish_deploy(deploy_id, OperationStatus.FAILED,
+                                                 error.message, {}, error.code))  # fmt: skip
+
+    def explain(self, exc: Exception, during: str = "") -> ShipyardError:
+        """The error to report for ``exc``: "not enough disk space" when the disk filled up
+        (whatever raised it), a ShipyardError as it is (noting a nearly full disk: a build
+        tool that hit it only says it failed), anything else as an internal error."""
+        if is_disk_full(exc):
+            return exc if isinstance(exc, NoDiskSpace) else self.ctx.disk.no_space(during=during)
+        if isinstance(exc, ShipyardError):
+            disk = self.ctx.disk.status()
+            if not disk.low:
+                return exc
+            return type(exc)(f"{exc.message}\n  (the disk is nearly full: {disk.describe()})",
+                             fields=exc.fields)  # fmt: skip
+        return ShipyardError(f"internal error: {type(exc).__name__}: {exc}")
+
+    def durably(self, write: Callable[[], None]) -> None:
+        """Run a state write that records an outcome; on a full disk, release the reserve and
+        retry, then retry every few seconds until space comes back (an outcome is never
+        lost, an operation never stays "running")."""
+        delay = 1.0
+        while True:
+            try:
+                write()
+                return
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                if self.ctx.disk.release_reserve():
+                    continue
+                log.error("cannot record an outcome: the disk is full; retrying in %g s", delay)
+                self.ctx.clock.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def emitter(self, deploy_id: int, service: str) -> Emit:
         def emit(message: str, level: str = "info") -> None:
@@ -115,7 +159,9 @@ class Engine:
 
     # source & plan ---------------------------------------------------------------------------
     def open_source(self, blueprint: str | None, repo: str | None, branch: str | None) -> Source:
-        return open_source(blueprint, repo, branch, self.ctx.settings.home / "tmp")
+        cfg = self.ctx.settings
+        return open_source(blueprint, repo, branch, cfg.home / "tmp",
+                           allowed=cfg.source_dir_allowed, limits=cfg.blueprint_limits)  # fmt: skip
 
     def plan_for(self, source: Source) -> Plan:
         loaded = source.loaded
@@ -167,6 +213,11 @@ class Engine:
         finally:
             source.cleanup()
 
+    def plan_text(self, text: str, filename: str) -> PlanView:
+        """Plan a Blueprint sent as content: nothing on this machine is read."""
+        source = source_from_text(text, filename, self.ctx.settings.blueprint_limits)
+        return plan_view(source, self.plan_for(source))
+
     # deploy ----------------------------------------------------------------------------------
     def deploy(
         self,
@@ -204,6 +255,7 @@ class Engine:
                 f"{loaded.path.name} defines no service Shipyard can run yet.",
                 fields={"notices": [n.message for n in loaded.notices]},
             )
+        self.ctx.disk.require()  # refused at once (507) when the disk is already short
         deploy_id = self._open(OperationKind.DEPLOY, ",".join(names), names)
         try:
             self._register_services(source, names)
@@ -291,15 +343,13 @@ class Engine:
                 previous_status=ReleaseStatus.SUPERSEDED, from_blueprint=True,
             )  # fmt: skip
             return ServiceOutcome("ok", release=release.number)
-        except ShipyardError as exc:
-            emit(exc.message, "error")
-            return ServiceOutcome("failed", error=exc.message, code=exc.code)
-        except Exception as exc:  # a bug or an OS error: report it, go on with the others
-            log.exception("deploy of %s failed", name)
-            message = f"internal error: {type(exc).__name__}: {exc}"
-            emit(message, "error")
-            fail_unfinished_releases(self.ctx, name, message)
-            return ServiceOutcome("failed", error=message, code=ShipyardError.code)
+        except Exception as exc:  # go on with the others
+            error = self.explain(exc, during=f"the deploy of {name}")
+            if not isinstance(exc, ShipyardError):  # a bug or an OS error
+                log.exception("deploy of %s failed", name)
+            self.durably(lambda: emit(error.message, "error"))
+            self.durably(lambda: fail_unfinished_releases(self.ctx, name, error.message))
+            return ServiceOutcome("failed", error=error.message, code=error.code)
 
     # rollback & scale --------------------------------------------------------------------
     def rollback(self, service: str, to: int | None = None) -> RollbackAccepted:

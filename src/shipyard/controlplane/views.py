@@ -18,13 +18,24 @@ from shipyard.apimodels import (
 )
 from shipyard.context import Context
 from shipyard.plan.plan import Plan
-from shipyard.records import Event, Instance, InstanceState, Operation, Release, Service
+from shipyard.records import (
+    Event,
+    Instance,
+    InstanceState,
+    Operation,
+    Release,
+    ReleaseStatus,
+    Service,
+)
 from shipyard.source.open import Source
 
 
 def instance_view(ctx: Context, inst: Instance) -> InstanceView:
     now = ctx.clock.now()
     crashed = inst.state == InstanceState.CRASHED
+    down = crashed or inst.state == InstanceState.RESTARTING
+    recent = len(ctx.policy.recent(inst.crash_times, now))
+    looping = down and ctx.policy.crash_looping(inst.crash_times, now)
     return InstanceView(
         id=inst.id,
         release=inst.release,
@@ -32,17 +43,28 @@ def instance_view(ctx: Context, inst: Instance) -> InstanceView:
         port=inst.port,
         pid=inst.pid,
         restarts=inst.restarts,
+        recent_restarts=recent,
         last_exit=inst.last_exit,
-        crash_loop=ctx.policy.crash_looping(inst.crash_times, now),
+        crash_loop=looping,
         restart_in=max(0.0, (inst.restart_at or now) - now) if crashed else None,
         started_at=inst.started_at,
+        summary=_instance_summary(inst.state, recent, looping, ctx.policy.window_s),
     )
+
+
+def _instance_summary(state: str, recent: int, looping: bool, window_s: float) -> str:
+    text = f"{state} (crash loop)" if looping else state
+    if recent:
+        minutes = f"{window_s / 60:g} min"
+        text += f", {recent} restart{'s' if recent > 1 else ''} in the last {minutes}"
+    return text
 
 
 def service_view(ctx: Context, svc: Service, busy: bool) -> ServiceView:
     instances = [instance_view(ctx, i) for i in ctx.state.instances(svc.name)]
     running = sum(1 for i in instances if i.state == InstanceState.RUNNING)
     web = svc.type == "web"
+    failure = _newest_failure(ctx, svc)
     return ServiceView(
         name=svc.name,
         type=svc.type,
@@ -51,7 +73,9 @@ def service_view(ctx: Context, svc: Service, busy: bool) -> ServiceView:
         current_release=svc.current_release,
         desired_instances=svc.desired_instances,
         running_instances=running,
-        status=_status(svc, instances, running, busy),
+        status=_status(svc, instances, running, busy, failure),
+        never_served=not svc.deployed and failure is not None,
+        last_failure=failure,
         env_keys=svc.spec.env_keys,
         instances=instances,
         url=ctx.settings.public_url(svc.name) if web else None,
@@ -62,12 +86,28 @@ def service_view(ctx: Context, svc: Service, busy: bool) -> ServiceView:
     )
 
 
-def _status(svc: Service, instances: list[InstanceView], running: int, busy: bool) -> ServiceStatus:
+_FAILED = (ReleaseStatus.BUILD_FAILED, ReleaseStatus.FAILED)
+
+
+def _newest_failure(ctx: Context, svc: Service) -> str | None:
+    """The reason the newest release failed, if it is newer than the live one."""
+    releases = ctx.state.releases(svc.name)
+    if not releases:
+        return None
+    newest = max(releases, key=lambda r: r.number)
+    if newest.status not in _FAILED or newest.number < (svc.current_release or 0):
+        return None
+    return f"release {newest.number} {newest.status}: {newest.reason or 'no reason recorded'}"
+
+
+def _status(
+    svc: Service, instances: list[InstanceView], running: int, busy: bool, failure: str | None
+) -> ServiceStatus:
     if busy:
         return "deploying"
     if not svc.deployed:
-        return "not deployed"
-    if any(i.crash_loop for i in instances):
+        return "failed" if failure else "not deployed"
+    if any(i.crash_loop for i in instances) and running < svc.desired_instances:
         return "crash-loop"
     if running >= svc.desired_instances:
         return "live"

@@ -2,8 +2,8 @@
 
     services/<name>/releases/<N>/app/        the built artifact (a copy of the repository)
     services/<name>/releases/<N>/venv/       a Python release's own virtualenv
-    services/<name>/releases/<N>/build.log   build and pre-deploy output
-    services/<name>/instances/<id>.log       stdout+stderr of one instance
+    services/<name>/releases/<N>/build-log/  build and pre-deploy output (a log directory)
+    services/<name>/instances/<id>/          stdout+stderr of one instance (a log directory)
     services/<name>/build-home, build-tmp    HOME and TMPDIR of builds (caches persist)
     services/<name>/home, tmp                HOME and TMPDIR of pre-deploy commands and instances
 
@@ -31,7 +31,10 @@ class ReleasePaths:
 
     @property
     def build_log(self) -> Path:
-        return self.dir / "build.log"
+        """A log directory (see drivers/local/logfiles.py); releases built before log
+        directories have a plain ``build.log`` file instead, which readers also take."""
+        legacy = self.dir / "build.log"
+        return legacy if legacy.is_file() else self.dir / "build-log"
 
     def workdir(self, root_dir: str) -> Path:
         return self.app / root_dir if root_dir else self.app
@@ -75,4 +78,4 @@ def release_paths(services_dir: Path, service: str, number: int) -> ReleasePaths
 
 
 def instance_log(services_dir: Path, service: str, instance_id: str) -> Path:
-    return services_dir / service / "instances" / f"{instance_id}.log"
+    return services_dir / service / "instances" / instance_id

@@ -76,7 +76,6 @@ def start_instance(
         workdir = release_paths(ctx.settings.services_dir, name, release.number).workdir(
             spec.root_dir
         )
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         handle = ctx.runtime.start(
             ProcessSpec(command=spec.start_command, cwd=workdir, env=env, log_path=log_path)
         )

@@ -20,15 +20,22 @@ from shipyard.records import (
     UNFINISHED_RELEASE,
     Instance,
     InstanceState,
+    Operation,
+    OperationKind,
     OperationStatus,
     ReleaseStatus,
     Service,
+    ServiceOutcome,
 )
 from shipyard.route.desired import desired_table
 from shipyard.run.lifecycle import drain_and_stop, handle_of, stop_all
 
 log = logging.getLogger("shipyard.recovery")
 INTERRUPTED = "interrupted: the Shipyard daemon stopped during this operation"
+RECOVERED = (
+    "succeeded (recovered): the Shipyard daemon stopped during this operation, after its "
+    "release(s) went live"
+)
 
 
 def recover(ctx: Context) -> None:
@@ -49,9 +56,14 @@ def recover(ctx: Context) -> None:
 
 def _close_operations(ctx: Context) -> None:
     state = ctx.state
-    for deploy in state.running_deploys():
-        state.add_event(deploy.id, INTERRUPTED, level="error")
-        state.finish_deploy(deploy.id, OperationStatus.FAILED, INTERRUPTED, {})
+    for op in state.running_deploys():
+        outcomes = _interrupted_outcomes(ctx, op)
+        if outcomes and all(o.status == "ok" for o in outcomes.values()):
+            state.add_event(op.id, RECOVERED, level="warning")
+            state.finish_deploy(op.id, OperationStatus.SUCCEEDED, "", outcomes)
+            continue
+        state.add_event(op.id, INTERRUPTED, level="error")
+        state.finish_deploy(op.id, OperationStatus.FAILED, INTERRUPTED, outcomes)
     for svc in state.services():
         for release in state.releases(svc.name):
             if release.status not in UNFINISHED_RELEASE:
@@ -61,6 +73,29 @@ def _close_operations(ctx: Context) -> None:
                 log.warning("stopping a command left running by release %s", marker)
                 ctx.runtime.stop(handle, 5.0)
             state.set_release_status(svc.name, release.number, ReleaseStatus.FAILED, INTERRUPTED)
+
+
+def _interrupted_outcomes(ctx: Context, op: Operation) -> dict[str, ServiceOutcome]:
+    """What an operation cut short by the daemon's death achieved, read from what is live: a
+    deploy or rollback whose release went live (promotion is one transaction) succeeded for
+    that service; anything else was interrupted. Scales and converges are redone by the
+    supervisor and the start-up converge, so they count as interrupted."""
+    if op.kind not in (OperationKind.DEPLOY, OperationKind.ROLLBACK):
+        return {}
+    outcomes: dict[str, ServiceOutcome] = {}
+    for name in filter(None, op.target.split(",")):
+        svc = ctx.state.find_service(name)
+        live = ctx.state.release(name, svc.current_release) if svc and svc.current_release else None
+        if (
+            live is not None
+            and live.live_at is not None
+            and live.live_at >= op.created_at
+            and (op.kind == OperationKind.ROLLBACK or live.deploy_id == op.id)
+        ):
+            outcomes[name] = ServiceOutcome("ok", release=live.number)
+        else:
+            outcomes[name] = ServiceOutcome("failed", error=INTERRUPTED, code="error")
+    return outcomes
 
 
 def _classify_instances(ctx: Context) -> tuple[list[Instance], list[Instance]]:

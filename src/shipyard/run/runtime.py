@@ -28,7 +28,7 @@ class ProcessSpec:
     command: str
     cwd: Path
     env: Mapping[str, str]
-    log_path: Path
+    log_path: Path  # the process's log: a directory its log writer keeps bounded
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class ExitStatus:
 class Runtime(Protocol):
     def start(self, spec: ProcessSpec) -> ProcessHandle:
         """Start ``spec.command`` in a new session and process group, with exactly
-        ``spec.env`` and ``spec.cwd``, stdout+stderr appended to ``spec.log_path``; return at
+        ``spec.env`` and ``spec.cwd``, stdout+stderr into the log ``spec.log_path``, bounded in
+        size and never blocking the process (lines a full disk refuses are dropped); return at
         once with its handle (does not wait for readiness). Not idempotent: every call starts
         a new process. Raises RuntimeFailure when the working directory is missing, the log
         cannot be opened or the command cannot be executed; then nothing is left running."""
@@ -96,14 +97,14 @@ class Runtime(Protocol):
         ...
 
     def tail(self, log_path: Path, lines: int) -> list[str]:
-        """The last ``lines`` lines of a log file written by ``start``/``run`` (without line
+        """The last ``lines`` lines of a log written by ``start``/``run`` (without line
         terminators; [] for ``lines <= 0``, a missing or an empty file). Reads only the end of
         the file, however large. Raises RuntimeFailure if the file exists but cannot be
         read."""
         ...
 
-    def rotate_log(self, log_path: Path) -> bool:
-        """Keep a log file written by ``start`` bounded (the driver's size limit): returns
-        whether it rotated it. Writers keep appending to the same path. Never raises for a
-        missing file."""
+    def note(self, log_path: Path, line: str) -> None:
+        """Append a line of Shipyard's own (a build header, an outcome) to a log written by
+        ``run``, between commands (no writer of that log is running). Raises RuntimeFailure
+        when the log cannot be written."""
         ...

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
-from pathlib import Path
 
 from shipyard.context import Context, log_emitter
 from shipyard.errors import ShipyardError
@@ -87,6 +86,7 @@ class Supervisor:
         if look_at_edge:
             self._edge_checked = now
             self._keep_edge_up()
+            self.ctx.disk.ensure_reserve()  # back once a full disk has room again
         changed = False
         instances = self._watched(now)
         stats = self._edge_stats() if instances and look_at_edge else None
@@ -121,11 +121,7 @@ class Supervisor:
         return cached[2]
 
     def reconcile(self) -> None:
-        """Finish instances an operation left half-way; re-apply the routing table; keep log
-        files bounded."""
-        for inst in self.ctx.state.instances():
-            if self.ctx.runtime.rotate_log(Path(inst.log_path)):
-                log.info("rotated the log of %s", inst.id)
+        """Finish instances an operation left half-way; re-apply the routing table."""
         for inst in self.ctx.state.instances(states=(*LEFTOVER, InstanceState.RESTARTING)):
             if inst.id in self._restarting:
                 continue  # a restart thread owns it

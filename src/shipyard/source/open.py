@@ -3,13 +3,22 @@ repository cloned into a scratch directory; load its Blueprint."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shipyard.blueprint.load import LoadedBlueprint, find_blueprint, load_blueprint
+from shipyard.blueprint.limits import BlueprintLimits
+from shipyard.blueprint.load import (
+    SHIPYARD_NAMES,
+    Kind,
+    LoadedBlueprint,
+    find_blueprint,
+    load_blueprint,
+    parse_blueprint,
+)
 from shipyard.errors import UsageError
 from shipyard.source.snapshot import GitInfo, git_checkout, git_info
 
@@ -25,20 +34,40 @@ class Source:
 
 
 def open_source(
-    blueprint: str | None, repo: str | None, branch: str | None, scratch: Path
+    blueprint: str | None,
+    repo: str | None,
+    branch: str | None,
+    scratch: Path,
+    *,
+    allowed: Callable[[Path], bool] | None = None,
+    limits: BlueprintLimits | None = None,
 ) -> Source:
     """Load the Blueprint from a directory/file, or from ``branch`` of ``repo`` cloned under
     ``scratch``; the caller owns ``Source.cleanup`` (a checkout lives until its deploy has
-    copied it). Bad input raises UsageError (or BlueprintError) naming what and where."""
+    copied it). Bad input raises UsageError (or BlueprintError) naming what and where.
+
+    ``allowed`` (the API's policy) decides which local paths may be read at all: a refused
+    path is refused before anything is read from it, existence included; a file given by
+    path must also be named like YAML."""
+    limits = limits or BlueprintLimits()
+    if repo and allowed is not None and _local_repo(repo):
+        _check_allowed(Path(repo).expanduser().absolute(), allowed, "repository")
     if not repo:
         path = Path(blueprint or ".").expanduser().absolute()
+        if allowed is not None:
+            _check_allowed(path, allowed, "Blueprint")
+            if path.suffix not in (".yaml", ".yml") and not path.is_dir():
+                raise UsageError(
+                    f"{str(path)!r} is not a Blueprint: give a directory or a .yaml/.yml file.",
+                    fields={"blueprint": str(path)},
+                )
         if path.is_dir():
             path = find_blueprint(path)
         elif not path.exists():
             raise UsageError(
                 f"Blueprint file {str(path)!r} does not exist.", fields={"blueprint": str(path)}
             )
-        loaded = load_blueprint(path)
+        loaded = load_blueprint(path, limits)
         return Source(loaded, loaded.root, git_info(loaded.root), str(loaded.root),
                       str(loaded.path))  # fmt: skip
     branch = branch or "main"
@@ -50,10 +79,32 @@ def open_source(
         path = (checkout / blueprint).resolve() if blueprint else find_blueprint(checkout)
         if not path.is_relative_to(checkout.resolve()) or not path.is_file():
             raise UsageError(f"{blueprint!r} is not a file in {repo} (branch {branch}).")
-        loaded = load_blueprint(path)
+        loaded = load_blueprint(path, limits)
         blueprint_id = f"{repo}@{branch}:{path.relative_to(checkout.resolve())}"
         return Source(loaded, loaded.root, git, f"{repo}@{branch}", blueprint_id,
                       lambda: shutil.rmtree(tmp, ignore_errors=True))  # fmt: skip
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def source_from_text(text: str, filename: str, limits: BlueprintLimits) -> Source:
+    """A Blueprint sent as content (to plan it): no code, no directory behind it."""
+    kind: Kind = "shipyard" if filename in SHIPYARD_NAMES else "render"
+    loaded = parse_blueprint(text, filename=filename, kind=kind, limits=limits)
+    return Source(loaded, loaded.root, GitInfo(), f"content of {filename}", f"content:{filename}")
+
+
+def _local_repo(repo: str) -> bool:
+    """A path on this machine, not a URL (scheme://...) or scp-like address (host:path)."""
+    return "://" not in repo and not re.match(r"^[\w.-]+@?[\w.-]*:", repo)
+
+
+def _check_allowed(path: Path, allowed: Callable[[Path], bool], what: str) -> None:
+    if not allowed(path):
+        raise UsageError(
+            f"{what} path {str(path)!r} is outside the directories this Shipyard reads "
+            "sources from (SHIPYARD_SOURCE_DIRS; system directories and SHIPYARD_HOME never). "
+            "Send the Blueprint's content instead, or allow its directory.",
+            fields={"path": str(path)},
+        )

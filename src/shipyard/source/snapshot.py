@@ -6,6 +6,7 @@ is immutable even if the user keeps editing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -82,6 +83,22 @@ def copy_tree(src: Path, dest: Path, exclude: Path | None = None) -> None:
                 _copy_link(path, root, dest)
             elif _is_file(path):
                 _copy_file(path, out / name)
+
+
+def tree_bytes(src: Path, exclude: Path | None = None) -> int:
+    """The bytes ``copy_tree`` would copy (regular files, the same names left out)."""
+    root = src.resolve()
+    skip = exclude.resolve() if exclude is not None else None
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [n for n in dirnames
+                       if n not in IGNORED and Path(dirpath, n) != skip]  # fmt: skip
+        for name in filenames:
+            if name not in IGNORED:
+                with contextlib.suppress(OSError):
+                    info = os.lstat(os.path.join(dirpath, name))
+                    total += info.st_size if stat.S_ISREG(info.st_mode) else 0
+    return total
 
 
 def _is_file(path: Path) -> bool:

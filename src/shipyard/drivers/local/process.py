@@ -3,10 +3,12 @@
 Implements :class:`shipyard.run.runtime.Runtime` (the per-method contracts are there). Here:
 
 * ``start`` launches ``/bin/bash -c <command>`` as the leader of a new session and process
-  group, with exactly the given env and cwd, stdin from /dev/null and stdout+stderr appended to
-  one log file (O_APPEND|O_CREAT, so the instance keeps logging after the daemon dies). Every
-  other file descriptor is closed. Instances OUTLIVE the object (and the daemon) that started
-  them.
+  group, with exactly the given env and cwd, stdin from /dev/null and stdout+stderr into a
+  pipe read by its own ``shipyard-logd`` (in a session of its own), which keeps the log
+  directory ``spec.log_path`` bounded and drops (and counts) lines a full disk refuses, so an
+  app never dies or stalls on its logging (see drivers/local/logfiles.py). Every other file
+  descriptor is closed. Instances and their log writers OUTLIVE the object (and the daemon)
+  that started them; a writer exits when its instance's output closes.
 * A :class:`ProcessHandle` is ``(pid, start_time)``, where ``start_time`` is field 22 of
   ``/proc/<pid>/stat``. A restarted daemon re-adopts an instance from its stored handle; a
   recycled pid has another start time and is never mistaken for ours. Zombies count as gone.
@@ -33,7 +35,7 @@ from pathlib import Path
 import psutil
 
 from shipyard.clock import Clock, SystemClock, poll_until, poll_while
-from shipyard.drivers.local.logfiles import rotate_if_larger, tail
+from shipyard.drivers.local.logfiles import LOGD, find_logd, logd_command, tail
 from shipyard.errors import RuntimeFailure
 from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 
@@ -42,6 +44,7 @@ TIMEOUT_EXIT_CODE = 124
 _POLL_S = 0.02  # stop(): how often to look whether the leader is gone
 _RUN_POLL_S, _RUN_POLL_MAX_S = 0.005, 0.1  # run(): first poll, doubling up to the cap
 _KILL_WAIT_S = 5.0  # how long to wait for the leader to vanish after SIGKILL
+_WRITER_WAIT_S = 5.0  # run(): how long to wait for the log writer to store the last lines
 _DEAD = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
@@ -118,17 +121,24 @@ def _status_from_returncode(returncode: int) -> ExitStatus:
 class LocalProcesses:
     """Start, watch, signal and stop process groups on this machine. Thread-safe."""
 
-    def __init__(self, clock: Clock = SystemClock()) -> None:  # noqa: B008 - stateless default
+    def __init__(
+        self,
+        clock: Clock = SystemClock(),  # noqa: B008 - stateless default
+        logd: str | None = None,
+    ) -> None:
+        """``logd``: the log writer binary (default: :func:`find_logd`)."""
         self._clock = clock
+        self._logd = logd or find_logd()
         self._lock = threading.Lock()
         self._children: dict[ProcessHandle, subprocess.Popen[bytes]] = {}
         self._exited: dict[ProcessHandle, ExitStatus] = {}
+        self._writers: list[subprocess.Popen[bytes]] = []  # log writers, reaped when done
 
     # -- starting ----------------------------------------------------------------------------
 
     def start(self, spec: ProcessSpec) -> ProcessHandle:
         """Start ``spec.command`` in its own session; return its handle (does not wait)."""
-        popen = self._spawn(spec)
+        popen, _writer = self._spawn(spec)
         ticks = _start_ticks(popen.pid)
         if ticks is None:  # cannot happen for an unreaped child, but never return a bad handle
             popen.kill()
@@ -139,38 +149,80 @@ class LocalProcesses:
             self._children[handle] = popen
         return handle
 
-    def _spawn(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
+    def _spawn(self, spec: ProcessSpec) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+        """The command and its log writer, joined by a pipe only they hold."""
         if not spec.cwd.is_dir():
             raise RuntimeFailure(
                 f"cannot start {spec.command!r}: working directory {spec.cwd} does not exist",
                 fields={"cwd": str(spec.cwd)},
             )
+        writer, pipe = self._start_writer(spec.log_path)
         try:
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise RuntimeFailure(
-                f"cannot open log file {spec.log_path}: {exc.strerror}",
-                fields={"log_path": str(spec.log_path)},
-            ) from exc
-        try:
-            return subprocess.Popen(
+            popen = subprocess.Popen(
                 [BASH, "-c", spec.command],
                 cwd=spec.cwd,
                 env=dict(spec.env),
                 stdin=subprocess.DEVNULL,
-                stdout=log_fd,
+                stdout=pipe,
                 stderr=subprocess.STDOUT,
                 close_fds=True,
                 start_new_session=True,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: what execve cannot carry (NUL)
+            writer.kill()
+            writer.wait()
             raise RuntimeFailure(
-                f"cannot start {spec.command!r} in {spec.cwd}: {exc.strerror or exc}",
+                f"cannot start {spec.command!r} in {spec.cwd}: "
+                f"{getattr(exc, 'strerror', None) or exc}",
                 fields={"cwd": str(spec.cwd)},
             ) from exc
         finally:
-            os.close(log_fd)
+            os.close(pipe)
+        return popen, writer
+
+    def _start_writer(self, log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+        """Start the log writer of ``log_dir``; return it and the write end of its pipe."""
+        if self._logd is None:
+            raise RuntimeFailure(
+                f"the log writer {LOGD} is not installed: `make install` builds it "
+                "(native/logd/logd.c) next to Shipyard's Python"
+            )
+        self._reap_writers()
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise RuntimeFailure(
+                f"cannot create log directory {log_dir}: {exc.strerror}",
+                fields={"log_path": str(log_dir)},
+            ) from exc
+        read_end, write_end = os.pipe()
+        try:
+            writer = subprocess.Popen(
+                logd_command(self._logd, log_dir),
+                env={},
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                # Not the daemon's stderr: the writer outlives it, and would hold whatever the
+                # daemon's stderr is (a terminal, a pipe) open. It only complains at start.
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+                start_new_session=True,  # outlives the daemon, untouched by its signals
+            )
+        except OSError as exc:
+            os.close(write_end)
+            raise RuntimeFailure(
+                f"cannot start the log writer {self._logd}: {exc.strerror or exc}",
+                fields={"log_path": str(log_dir)},
+            ) from exc
+        finally:
+            os.close(read_end)
+        with self._lock:
+            self._writers.append(writer)
+        return writer, write_end
+
+    def _reap_writers(self) -> None:
+        with self._lock:
+            self._writers = [w for w in self._writers if w.poll() is None]
 
     # -- watching ----------------------------------------------------------------------------
 
@@ -215,9 +267,6 @@ class LocalProcesses:
         :func:`handles_with_env`)."""
         return handles_with_env(marker_key, marker_value)
 
-    def rotate_log(self, log_path: Path) -> bool:
-        return rotate_if_larger(log_path)
-
     def tail(self, log_path: Path, lines: int) -> list[str]:
         """The last ``lines`` lines of ``log_path`` ([] if it does not exist); RuntimeFailure
         if it exists but cannot be read."""
@@ -226,6 +275,16 @@ class LocalProcesses:
         except OSError as exc:
             raise RuntimeFailure(
                 f"cannot read log file {log_path}: {exc.strerror or exc}",
+                fields={"log_path": str(log_path)},
+            ) from exc
+
+    def note(self, log_path: Path, line: str) -> None:
+        try:
+            log_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _append_line(log_path, line)
+        except OSError as exc:
+            raise RuntimeFailure(
+                f"cannot write log {log_path}: {exc.strerror or exc}",
                 fields={"log_path": str(log_path)},
             ) from exc
 
@@ -306,7 +365,7 @@ class LocalProcesses:
         "shipyard: command timed out after N s" is appended to the log and 124 is returned.
         Processes the command left behind in its group are killed when it finishes.
         """
-        popen = self._spawn(spec)
+        popen, writer = self._spawn(spec)
         returncode = poll_while(
             self._clock,
             popen.poll,
@@ -318,11 +377,20 @@ class LocalProcesses:
         )
         if returncode is None:
             self._kill_run(popen)
+            self._wait_writer(writer)
             _append_line(spec.log_path, f"shipyard: command timed out after {timeout_s:g} s")
             return TIMEOUT_EXIT_CODE
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGKILL)  # leftovers; the pgid is not reusable yet
+        self._wait_writer(writer)
         return 128 - returncode if returncode < 0 else returncode
+
+    def _wait_writer(self, writer: subprocess.Popen[bytes]) -> None:
+        """Let the log writer store the command's last lines (it exits at the pipe's end) so
+        what the caller appends or reads next comes after them. Bounded: a process that left
+        the group may still hold the pipe."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            writer.wait(timeout=_WRITER_WAIT_S)
 
     @staticmethod
     def _kill_run(popen: subprocess.Popen[bytes]) -> None:
@@ -333,8 +401,9 @@ class LocalProcesses:
             os.killpg(popen.pid, signal.SIGKILL)
 
 
-def _append_line(path: Path, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+def _append_line(log_dir: Path, line: str) -> None:
+    """A line of Shipyard's own at the end of a log directory (its writer has exited)."""
+    fd = os.open(log_dir / "current", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, (line + "\n").encode())
     finally:
