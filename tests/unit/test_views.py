@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shipyard.controlplane.views import instance_view, service_view
+from shipyard.observe.logs import read_logs
 from shipyard.records import InstanceState, ReleaseStatus
 from shipyard.testing import make_context, seed_service
 
@@ -52,3 +53,14 @@ def test_a_failed_first_deploy_shows_failed_never_served(tmp_path: Path) -> None
     assert view.last_failure == "release 1 build-failed: build command exited with code 1"
     live = service_view(ctx, ctx.state.service("api"), busy=False)
     assert live.status == "live" and not live.never_served and live.last_failure is None
+
+
+def test_logs_of_several_instances_are_merged_in_time_order(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path)
+    seed_service(ctx, "api", instances=2)
+    first, second = (Path(i.log_path) for i in ctx.state.instances("api"))
+    first.write_text("2026-12-02T10:00:00.000001Z a1\n2026-12-02T10:00:02.000000Z a2\n")
+    second.write_text("2026-12-02T10:00:01.000000Z b1\n2026-12-02T10:00:03.000000Z b2\n")
+    lines = read_logs(ctx, "api", build=False, lines=3, release=None)
+    assert [line.rsplit(" ", 1)[1] for line in lines] == ["b1", "a2", "b2"]
+    assert lines[0].startswith("[api-2] ")

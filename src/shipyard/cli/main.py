@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from shipyard import __version__
-from shipyard.apimodels import Health
+from shipyard.cli.daemonctl import health, other_shipyard, start_detached
 from shipyard.cli.output import (
     ago,
     emit_json,
@@ -24,10 +21,7 @@ from shipyard.cli.output import (
 )
 from shipyard.client import Client
 from shipyard.clock import SystemClock, poll_until
-from shipyard.drivers.local.logfiles import find_logd, logd_command
-from shipyard.drivers.local.logfiles import tail as log_tail
 from shipyard.errors import (
-    Conflict,
     DaemonUnavailable,
     ShipyardError,
     UsageError,
@@ -92,82 +86,14 @@ def up(detach: bool) -> None:
 
         run_daemon(cfg)
         return
-    running = _health(cfg)
-    if running is not None:
-        if running.home == str(cfg.home):
-            click.echo(f"Shipyard is already running ({cfg.api_url}, pid {running.pid}).")
-            return
-        raise _other_shipyard(cfg, running)
-    from shipyard.controlplane.daemon import secure_home
-
-    secure_home(cfg.home)
-    proc, writer = _spawn_daemon(cfg)
-
-    def answered() -> bool:
-        """Our daemon answers: the one with our pid. Another daemon answering meanwhile (it
-        took the API port) is not ours; ours then exits, naming the port."""
-        code = proc.poll()
-        if code is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                writer.wait(timeout=5)  # its last lines, stored
-            tail = log_tail(cfg.daemon_log_path, 15)
-            error = Conflict if code == Conflict.exit_code else ShipyardError
-            raise error(
-                "The daemon exited during start-up:\n" + "\n".join(f"    | {line}" for line in tail)
-            )
-        health = _health(cfg)
-        return health is not None and health.pid == proc.pid
-
-    if not poll_until(SystemClock(), answered, timeout_s=60, interval_s=0.2):
-        raise ShipyardError(f"The daemon did not answer within 60 s; see {cfg.daemon_log_path}.")
+    running = health(cfg)
+    if running is not None and running.home == str(cfg.home):
+        click.echo(f"Shipyard is already running ({cfg.api_url}, pid {running.pid}).")
+        return
+    pid = start_detached(cfg)
     click.echo(
-        f"Shipyard is up (pid {proc.pid}): API {cfg.api_url}, "
+        f"Shipyard is up (pid {pid}): API {cfg.api_url}, "
         f"apps on http://<service>.localhost:{cfg.http_port}"
-    )
-
-
-def _spawn_daemon(cfg: Settings) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
-    """The daemon, in a session of its own, its output through a log writer like every
-    process Shipyard starts (so its log is bounded too): (daemon, writer)."""
-    logd = find_logd()
-    if logd is None:
-        raise ShipyardError(
-            "The log writer shipyard-logd is not installed: `make install` builds it "
-            "(native/logd/logd.c) next to Shipyard's Python."
-        )
-    read_end, write_end = os.pipe()
-    try:
-        writer = subprocess.Popen(
-            logd_command(logd, cfg.daemon_log_path), stdin=read_end,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True,
-        )  # fmt: skip
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shipyard.cli.main", "up"],
-            stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end,
-            start_new_session=True, close_fds=True,
-        )  # fmt: skip
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-    return proc, writer
-
-
-def _health(cfg: Settings) -> Health | None:
-    """What the daemon on this API port says of itself; None if nothing answers."""
-    with Client(cfg, timeout=2) as c:
-        try:
-            return c.health()
-        except DaemonUnavailable:
-            return None
-
-
-def _other_shipyard(cfg: Settings, other: Health) -> Conflict:
-    return Conflict(
-        f"Port {cfg.api_port} (SHIPYARD_API_PORT) is in use by another Shipyard "
-        f"(home {other.home or 'unknown'}, pid {other.pid or 'unknown'}). Stop it, or give "
-        "this one another port with SHIPYARD_API_PORT=<port>.",
-        fields={"port": cfg.api_port, "home": other.home, "pid": other.pid},
     )
 
 
@@ -175,9 +101,9 @@ def _other_shipyard(cfg: Settings, other: Health) -> Conflict:
 def down() -> None:
     """Stop every instance, HAProxy and the daemon."""
     cfg = settings()
-    running = _health(cfg)
+    running = health(cfg)
     if running is not None and running.home not in (None, str(cfg.home)):
-        raise _other_shipyard(cfg, running)
+        raise other_shipyard(cfg, running)
     with Client(cfg, timeout=5) as c:
         try:
             c.shutdown(stop_services=True)
@@ -187,14 +113,10 @@ def down() -> None:
             count = stop_everything(cfg)
             click.echo(f"Daemon was not running; stopped {count} instance(s) and HAProxy.")
             return
-        if poll_until(SystemClock(), lambda: not _answers(cfg), timeout_s=90, interval_s=0.3):
+        if poll_until(SystemClock(), lambda: health(cfg) is None, timeout_s=90, interval_s=0.3):
             click.echo("Shipyard is down.")
             return
     raise ShipyardError("The daemon did not stop within 90 s.")
-
-
-def _answers(cfg: Settings) -> bool:
-    return _health(cfg) is not None
 
 
 def _wait_and_report(c: Client, op_id: int, as_json: bool) -> None:

@@ -20,12 +20,11 @@ from shipyard.blueprint.spec import ServiceSpec
 from shipyard.builds.build import BuildRequest, build_release
 from shipyard.clock import poll_while
 from shipyard.context import Context, Emit
+from shipyard.controlplane.outcomes import durably, explain
 from shipyard.controlplane.views import plan_view
-from shipyard.disk import is_disk_full
 from shipyard.errors import (
     Conflict,
     EdgeError,
-    NoDiskSpace,
     NotFound,
     ShipyardError,
     UsageError,
@@ -103,11 +102,11 @@ class Engine:
                 error = "; ".join(f"{n}: {result[n].error}" for n in failed)
                 code = (result[failed[0]].code or ShipyardError.code) if failed else ""
                 status = OperationStatus.FAILED if failed else OperationStatus.SUCCEEDED
-                self.durably(lambda: self.ctx.state.finish_deploy(deploy_id, status, error,
+                durably(self.ctx, lambda: self.ctx.state.finish_deploy(deploy_id, status, error,
                                                                   result, code))  # fmt: skip
             except Exception as exc:  # report, never kill the daemon
                 log.exception("operation %s crashed", deploy_id)
-                self._record_crash(deploy_id, self.explain(exc))
+                self._record_crash(deploy_id, explain(self.ctx, exc))
             finally:
                 self._free(services, deploy_id)
 
@@ -115,41 +114,9 @@ class Engine:
 
     def _record_crash(self, deploy_id: int, error: ShipyardError) -> None:
         state = self.ctx.state
-        self.durably(lambda: state.add_event(deploy_id, error.message, level="error"))
-        self.durably(lambda: state.finish_deploy(deploy_id, OperationStatus.FAILED,
-                                                 error.message, {}, error.code))  # fmt: skip
-
-    def explain(self, exc: Exception, during: str = "") -> ShipyardError:
-        """The error to report for ``exc``: "not enough disk space" when the disk filled up
-        (whatever raised it), a ShipyardError as it is (noting a nearly full disk: a build
-        tool that hit it only says it failed), anything else as an internal error."""
-        if is_disk_full(exc):
-            return exc if isinstance(exc, NoDiskSpace) else self.ctx.disk.no_space(during=during)
-        if isinstance(exc, ShipyardError):
-            disk = self.ctx.disk.status()
-            if not disk.low:
-                return exc
-            return type(exc)(f"{exc.message}\n  (the disk is nearly full: {disk.describe()})",
-                             fields=exc.fields)  # fmt: skip
-        return ShipyardError(f"internal error: {type(exc).__name__}: {exc}")
-
-    def durably(self, write: Callable[[], None]) -> None:
-        """Run a state write that records an outcome; on a full disk, release the reserve and
-        retry, then retry every few seconds until space comes back (an outcome is never
-        lost, an operation never stays "running")."""
-        delay = 1.0
-        while True:
-            try:
-                write()
-                return
-            except Exception as exc:
-                if not is_disk_full(exc):
-                    raise
-                if self.ctx.disk.release_reserve():
-                    continue
-                log.error("cannot record an outcome: the disk is full; retrying in %g s", delay)
-                self.ctx.clock.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        durably(self.ctx, lambda: state.add_event(deploy_id, error.message, level="error"))
+        durably(self.ctx, lambda: state.finish_deploy(deploy_id, OperationStatus.FAILED,
+                                                      error.message, {}, error.code))  # fmt: skip
 
     def emitter(self, deploy_id: int, service: str) -> Emit:
         def emit(message: str, level: str = "info") -> None:
@@ -344,11 +311,11 @@ class Engine:
             )  # fmt: skip
             return ServiceOutcome("ok", release=release.number)
         except Exception as exc:  # go on with the others
-            error = self.explain(exc, during=f"the deploy of {name}")
+            error = explain(self.ctx, exc, during=f"the deploy of {name}")
             if not isinstance(exc, ShipyardError):  # a bug or an OS error
                 log.exception("deploy of %s failed", name)
-            self.durably(lambda: emit(error.message, "error"))
-            self.durably(lambda: fail_unfinished_releases(self.ctx, name, error.message))
+            durably(self.ctx, lambda: emit(error.message, "error"))
+            durably(self.ctx, lambda: fail_unfinished_releases(self.ctx, name, error.message))
             return ServiceOutcome("failed", error=error.message, code=error.code)
 
     # rollback & scale --------------------------------------------------------------------

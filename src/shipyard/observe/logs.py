@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,8 @@ from shipyard.drivers.local.logfiles import Follower
 from shipyard.records import InstanceState
 from shipyard.release.store import release_paths
 
+STAMP_LEN = len("2026-12-02T05:48:00.123456Z")
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ")
 FOLLOW_POLL_S = 0.25
 FOLLOW_MAX_S = 3600.0
 
@@ -41,10 +44,16 @@ def read_logs(
     if build:
         path = _build_log(ctx, service, release)
         return ctx.runtime.tail(path, lines) if path else []
-    out: list[str] = []
+    # The last lines of each instance, merged in time order (each line starts with the UTC
+    # time its log writer read it). The sort is stable: lines of one instance keep their order,
+    # and lines without a time (logs older than log writers) come first, in theirs.
+    timed: list[tuple[str, str]] = []
     for inst_id, path in _instance_logs(ctx, service, release).items():
-        out.extend(f"[{inst_id}] {line}" for line in ctx.runtime.tail(path, lines))
-    return out[-lines:] if len(out) > lines else out
+        for line in ctx.runtime.tail(path, lines):
+            stamp = line[:STAMP_LEN] if _STAMP.match(line) else ""
+            timed.append((stamp, f"[{inst_id}] {line}"))
+    timed.sort(key=lambda item: item[0])
+    return [line for _, line in timed[-lines:]]
 
 
 async def follow_logs(

@@ -35,7 +35,8 @@ from pathlib import Path
 import psutil
 
 from shipyard.clock import Clock, SystemClock, poll_until, poll_while
-from shipyard.drivers.local.logfiles import LOGD, find_logd, logd_command, tail
+from shipyard.drivers.local.logfiles import tail
+from shipyard.drivers.local.logwriters import LogWriters, append_line, wait_writer
 from shipyard.errors import RuntimeFailure
 from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 
@@ -44,7 +45,6 @@ TIMEOUT_EXIT_CODE = 124
 _POLL_S = 0.02  # stop(): how often to look whether the leader is gone
 _RUN_POLL_S, _RUN_POLL_MAX_S = 0.005, 0.1  # run(): first poll, doubling up to the cap
 _KILL_WAIT_S = 5.0  # how long to wait for the leader to vanish after SIGKILL
-_WRITER_WAIT_S = 5.0  # run(): how long to wait for the log writer to store the last lines
 _DEAD = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
 
@@ -128,11 +128,10 @@ class LocalProcesses:
     ) -> None:
         """``logd``: the log writer binary (default: :func:`find_logd`)."""
         self._clock = clock
-        self._logd = logd or find_logd()
+        self._writers = LogWriters(logd)
         self._lock = threading.Lock()
         self._children: dict[ProcessHandle, subprocess.Popen[bytes]] = {}
         self._exited: dict[ProcessHandle, ExitStatus] = {}
-        self._writers: list[subprocess.Popen[bytes]] = []  # log writers, reaped when done
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -156,7 +155,7 @@ class LocalProcesses:
                 f"cannot start {spec.command!r}: working directory {spec.cwd} does not exist",
                 fields={"cwd": str(spec.cwd)},
             )
-        writer, pipe = self._start_writer(spec.log_path)
+        writer, pipe = self._writers.start(spec.log_path)
         try:
             popen = subprocess.Popen(
                 [BASH, "-c", spec.command],
@@ -179,50 +178,6 @@ class LocalProcesses:
         finally:
             os.close(pipe)
         return popen, writer
-
-    def _start_writer(self, log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
-        """Start the log writer of ``log_dir``; return it and the write end of its pipe."""
-        if self._logd is None:
-            raise RuntimeFailure(
-                f"the log writer {LOGD} is not installed: `make install` builds it "
-                "(native/logd/logd.c) next to Shipyard's Python"
-            )
-        self._reap_writers()
-        try:
-            log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise RuntimeFailure(
-                f"cannot create log directory {log_dir}: {exc.strerror}",
-                fields={"log_path": str(log_dir)},
-            ) from exc
-        read_end, write_end = os.pipe()
-        try:
-            writer = subprocess.Popen(
-                logd_command(self._logd, log_dir),
-                env={},
-                stdin=read_end,
-                stdout=subprocess.DEVNULL,
-                # Not the daemon's stderr: the writer outlives it, and would hold whatever the
-                # daemon's stderr is (a terminal, a pipe) open. It only complains at start.
-                stderr=subprocess.DEVNULL,
-                close_fds=True,
-                start_new_session=True,  # outlives the daemon, untouched by its signals
-            )
-        except OSError as exc:
-            os.close(write_end)
-            raise RuntimeFailure(
-                f"cannot start the log writer {self._logd}: {exc.strerror or exc}",
-                fields={"log_path": str(log_dir)},
-            ) from exc
-        finally:
-            os.close(read_end)
-        with self._lock:
-            self._writers.append(writer)
-        return writer, write_end
-
-    def _reap_writers(self) -> None:
-        with self._lock:
-            self._writers = [w for w in self._writers if w.poll() is None]
 
     # -- watching ----------------------------------------------------------------------------
 
@@ -281,7 +236,7 @@ class LocalProcesses:
     def note(self, log_path: Path, line: str) -> None:
         try:
             log_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _append_line(log_path, line)
+            append_line(log_path, line)
         except OSError as exc:
             raise RuntimeFailure(
                 f"cannot write log {log_path}: {exc.strerror or exc}",
@@ -377,20 +332,13 @@ class LocalProcesses:
         )
         if returncode is None:
             self._kill_run(popen)
-            self._wait_writer(writer)
-            _append_line(spec.log_path, f"shipyard: command timed out after {timeout_s:g} s")
+            wait_writer(writer)
+            append_line(spec.log_path, f"shipyard: command timed out after {timeout_s:g} s")
             return TIMEOUT_EXIT_CODE
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGKILL)  # leftovers; the pgid is not reusable yet
-        self._wait_writer(writer)
+        wait_writer(writer)
         return 128 - returncode if returncode < 0 else returncode
-
-    def _wait_writer(self, writer: subprocess.Popen[bytes]) -> None:
-        """Let the log writer store the command's last lines (it exits at the pipe's end) so
-        what the caller appends or reads next comes after them. Bounded: a process that left
-        the group may still hold the pipe."""
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            writer.wait(timeout=_WRITER_WAIT_S)
 
     @staticmethod
     def _kill_run(popen: subprocess.Popen[bytes]) -> None:
@@ -399,15 +347,6 @@ class LocalProcesses:
         popen.wait()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGKILL)
-
-
-def _append_line(log_dir: Path, line: str) -> None:
-    """A line of Shipyard's own at the end of a log directory (its writer has exited)."""
-    fd = os.open(log_dir / "current", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 def _group_members(pgid: int) -> list[psutil.Process]:
