@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,9 +37,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.harness import Shipyard, wait_for
-
-from shipyard.drivers.local.logfiles import tail
+from tests.support.harness import Shipyard, shut_down, wait_for
 
 KIB = 1024
 SERVICE = "ticker"
@@ -127,16 +124,6 @@ def writers(instances_dir: Path) -> dict[str, int]:
         directory = Path(cmdline[-1])
         if directory.parent == instances_dir:
             found[directory.name] = proc.pid
-    return found
-
-
-def leftovers(tmp: str) -> list[psutil.Process]:
-    """Processes of this run still alive: running under ``tmp`` or naming it."""
-    found = []
-    for proc in psutil.process_iter(["pid", "name", "cwd", "cmdline"]):
-        cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or ())
-        if proc.pid != os.getpid() and (cwd.startswith(tmp) or tmp in cmdline):
-            found.append(proc)
     return found
 
 
@@ -233,22 +220,12 @@ def run(instances: int, settle_s: float, samples: int) -> dict[str, Any]:
             log(f"failed: {type(exc).__name__}: {exc}")
         finally:
             log("shipyard down", started)
-            try:
-                down = sy.cli("down", timeout=180)
-                if down.code != 0:
-                    result["down_error"] = down.text[-2000:]
-            except subprocess.TimeoutExpired as exc:
-                result["down_error"] = str(exc)
-            # the writers exit once their instance's output closes: give them a moment
-            with contextlib.suppress(AssertionError):
-                wait_for(lambda: not writers(instances_dir), timeout=10)
-            left = leftovers(tmp)
-            result["processes_left_after_down"] = [p.info["name"] for p in left][:20]
-            for proc in left:  # this run's own processes only: kill by pid
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-            if "error" in result:
-                result["daemon_log_tail"] = "\n".join(tail(sy.settings.daemon_log_path, 40))
+
+            def settle() -> None:  # writers exit once their instance's output closes
+                with contextlib.suppress(AssertionError):
+                    wait_for(lambda: not writers(instances_dir), timeout=10)
+
+            shut_down(sy, tmp, result, settle=settle)
     result["total_seconds"] = round(time.monotonic() - started, 1)
     return result
 

@@ -19,9 +19,7 @@ Prints JSON, then a one-line summary. Target: failed_services 0 for every N.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -37,9 +35,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.harness import APPS, Shipyard
-
-from shipyard.drivers.local.logfiles import tail
+from tests.support.harness import APPS, Shipyard, shut_down
 
 MB = 1024 * 1024
 
@@ -123,16 +119,6 @@ def tree_rss(pid: int) -> tuple[int, int]:
         except psutil.Error:
             pass
     return total, count
-
-
-def leftovers(tmp: str) -> list[psutil.Process]:
-    """Processes of this run still alive: running under ``tmp`` or naming it (HAProxy)."""
-    found = []
-    for proc in psutil.process_iter(["pid", "name", "cwd", "cmdline"]):
-        cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or ())
-        if proc.pid != os.getpid() and (cwd.startswith(tmp) or tmp in cmdline):
-            found.append(proc)
-    return found
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -291,21 +277,7 @@ def run(n: int, rest_seconds: float, app: App, deploy_timeout: float) -> dict[st
             log(f"N={n}: failed: {type(exc).__name__}: {exc}")
         finally:
             log(f"N={n}: shipyard down")
-            down_t0 = time.monotonic()
-            try:
-                down = sy.cli("down", timeout=max(120, 2 * n))
-                if down.code != 0:
-                    result["down_error"] = down.text[-2000:]
-            except subprocess.TimeoutExpired as exc:
-                result["down_error"] = str(exc)
-            result["down_seconds"] = round(time.monotonic() - down_t0, 1)
-            left = leftovers(tmp)
-            result["processes_left_after_down"] = [p.info["name"] for p in left][:20]
-            for proc in left:  # this run's own processes (instances, HAProxy): kill by pid
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-            if "error" in result:
-                result["daemon_log_tail"] = "\n".join(tail(sy.settings.daemon_log_path, 40))
+            shut_down(sy, tmp, result, timeout_s=max(120, 2 * n))
     return result
 
 

@@ -53,9 +53,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.harness import Shipyard
-
-from shipyard.drivers.local.logfiles import tail
+from tests.support.harness import Shipyard, shut_down
 
 MB = 1_000_000
 SERVICE = "nextjs-hello"
@@ -280,16 +278,6 @@ def log(msg: str, started: float | None = None) -> None:
     print(f"release_disk: {stamp}{msg}", file=sys.stderr, flush=True)
 
 
-def leftovers(tmp: str) -> list[psutil.Process]:
-    """Processes of this run still alive: running under ``tmp`` or naming it."""
-    found = []
-    for proc in psutil.process_iter(["pid", "name", "cwd", "cmdline"]):
-        cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or ())
-        if proc.pid != os.getpid() and (cwd.startswith(tmp) or tmp in cmdline):
-            found.append(proc)
-    return found
-
-
 def releases(sy: Shipyard) -> list[dict[str, Any]]:
     with sy.client() as c:
         return [r.model_dump(mode="json") for r in c.releases(SERVICE)]
@@ -449,19 +437,7 @@ def run(count: int, deploy_timeout: float, keep_home: bool) -> dict[str, Any]:
             log(f"failed: {type(exc).__name__}: {exc}")
         finally:
             log("shipyard down", started)
-            try:
-                down = sy.cli("down", timeout=180)
-                if down.code != 0:
-                    result["down_error"] = down.text[-2000:]
-            except subprocess.TimeoutExpired as exc:
-                result["down_error"] = str(exc)
-            left = leftovers(tmp)
-            result["processes_left_after_down"] = [p.info["name"] for p in left][:20]
-            for proc in left:  # this run's own processes only: kill by pid
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-            if "error" in result:
-                result["daemon_log_tail"] = "\n".join(tail(sy.settings.daemon_log_path, 40))
+            shut_down(sy, tmp, result)
             if keep_home:
                 kept = Path(tempfile.mkdtemp(prefix="shipyard-bench-kept-", dir="/tmp"))
                 shutil.move(str(sy.home), kept / "home")

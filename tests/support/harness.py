@@ -3,6 +3,7 @@ driven through the real CLI (subprocess) and the typed client."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -21,8 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import psutil
+
 from shipyard.client import Client
 from shipyard.drivers.haproxy.check import bindable
+from shipyard.drivers.local.logfiles import tail
 from shipyard.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,3 +233,43 @@ def load(
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
+
+
+def leftovers(tmp: str) -> list[psutil.Process]:
+    """Processes of one run still alive: running under ``tmp`` or naming it (HAProxy, log
+    writers)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cwd", "cmdline"]):
+        cwd, cmdline = proc.info["cwd"] or "", " ".join(proc.info["cmdline"] or ())
+        if proc.pid != os.getpid() and (cwd.startswith(tmp) or tmp in cmdline):
+            found.append(proc)
+    return found
+
+
+def shut_down(
+    sy: Shipyard,
+    tmp: str,
+    result: dict[str, Any],
+    timeout_s: float = 180,
+    settle: Callable[[], None] | None = None,
+) -> None:
+    """End a benchmark's Shipyard: `shipyard down` (its time in ``result["down_seconds"]``),
+    ``settle`` (e.g. wait for log writers), then kill by pid whatever of this run is still alive
+    and record it; with an error in ``result``, the daemon's last log lines too."""
+    down_t0 = time.monotonic()
+    try:
+        down = sy.cli("down", timeout=timeout_s)
+        if down.code != 0:
+            result["down_error"] = down.text[-2000:]
+    except subprocess.TimeoutExpired as exc:
+        result["down_error"] = str(exc)
+    result["down_seconds"] = round(time.monotonic() - down_t0, 1)
+    if settle is not None:
+        settle()
+    left = leftovers(tmp)
+    result["processes_left_after_down"] = [p.info["name"] for p in left][:20]
+    for proc in left:  # this run's own processes only: kill by pid
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    if "error" in result:
+        result["daemon_log_tail"] = "\n".join(tail(sy.settings.daemon_log_path, 40))
