@@ -17,7 +17,7 @@ def _tree(root: Path, files: dict[str, str]) -> None:
 
 def test_unchanged_files_share_their_data_changed_ones_do_not(tmp_path: Path) -> None:
     old, new = tmp_path / "1", tmp_path / "2"
-    same = {"node_modules/a/index.js": "x" * 5000, "src/app.js": "same"}
+    same = {"node_modules/a/index.js": "x" * 5000, "src/app.js": "same", "lock": ""}
     _tree(old, {**same, "src/changed.js": "v1", "only-old": "o"})
     _tree(new, {**same, "src/changed.js": "v2", "only-new": "n"})
     os.chmod(new / "src" / "app.js", 0o700)  # another mode: not shared (one inode, one mode)
@@ -30,6 +30,7 @@ def test_unchanged_files_share_their_data_changed_ones_do_not(tmp_path: Path) ->
     assert (new / "src/changed.js").read_text() == "v2"
     assert (new / "src/app.js").stat().st_ino != (old / "src/app.js").stat().st_ino
     assert not list(new.rglob("*.shipyard-share"))
+    assert (new / "lock").stat().st_ino != (old / "lock").stat().st_ino  # empty: a marker
     assert share_unchanged(new, old).files == 0  # already shared: nothing to do
 
 

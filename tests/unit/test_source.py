@@ -51,3 +51,23 @@ def test_unknown_branch_names_repo_and_branch(repo: Path, tmp_path: Path) -> Non
     with pytest.raises(UsageError) as err:
         git_checkout(str(repo), "nope", tmp_path / "co")
     assert "'nope'" in err.value.message and str(repo) in err.value.message
+
+
+def test_the_api_policy_covers_file_urls_and_linked_blueprints(repo: Path, tmp_path: Path) -> None:
+    from shipyard.source.open import open_source
+
+    allowed_dir = tmp_path / "allowed"
+    (allowed_dir / "app").mkdir(parents=True)
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("services: []\n")
+    (allowed_dir / "app" / "render.yaml").symlink_to(outside)
+
+    def allowed(path: Path) -> bool:
+        return path.resolve().is_relative_to(allowed_dir)
+
+    scratch = tmp_path / "scratch"
+    for address in (str(repo), f"file://{repo}", f"file://{repo}/../repo"):
+        with pytest.raises(UsageError, match="outside the directories"):
+            open_source(None, address, "main", scratch, allowed=allowed)
+    with pytest.raises(UsageError, match="outside the directories"):
+        open_source(str(allowed_dir / "app"), None, None, scratch, allowed=allowed)

@@ -78,14 +78,14 @@ def build_release(ctx: Context, deploy_id: int, req: BuildRequest, emit: Emit) -
     paths.dir.mkdir(parents=True, exist_ok=True)
     try:
         _build(ctx, req, release, paths, emit)
+        make_private(paths.dir)
+        _share_with_previous(ctx, release, emit)
     except BaseException:
         # A release that did not build is never run: give its space back (a full disk needs
         # it most), keep its build log.
         shutil.rmtree(paths.app, ignore_errors=True)
         shutil.rmtree(paths.venv, ignore_errors=True)
         raise
-    make_private(paths.dir)
-    _share_with_previous(ctx, release, emit)
     ctx.state.set_release_status(req.service, number, ReleaseStatus.BUILT)
     emit(f"release {number}: build succeeded", "info")
     return ctx.state.release(req.service, number)
@@ -166,11 +166,14 @@ def _share_with_previous(ctx: Context, release: Release, emit: Emit) -> None:
     if not earlier:
         return
     previous = max(earlier, key=lambda r: r.number)
-    shared = share_unchanged(Path(release.dir), Path(previous.dir))
-    if shared.files:
+    mine, theirs = ReleasePaths(Path(release.dir)), ReleasePaths(Path(previous.dir))
+    # The artifact only: a release's logs (and their writers' lock files) stay its own.
+    found = [share_unchanged(mine.app, theirs.app), share_unchanged(mine.venv, theirs.venv)]
+    files, size = sum(s.files for s in found), sum(s.bytes for s in found)
+    if files:
+        method = next(s.method for s in found if s.files)
         emit(
-            f"release {release.number}: {shared.files} unchanged file(s), "
-            f"{shared.bytes / 1e6:.1f} MB, shared with release {previous.number} "
-            f"({shared.method})",
+            f"release {release.number}: {files} unchanged file(s), {size / 1e6:.1f} MB, "
+            f"shared with release {previous.number} ({method})",
             "info",
         )

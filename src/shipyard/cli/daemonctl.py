@@ -7,6 +7,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from shipyard.apimodels import Health
 from shipyard.client import Client
@@ -82,6 +83,11 @@ def health(cfg: Settings) -> Health | None:
             return c.health()
         except DaemonUnavailable:
             return None
+
+
+def same_home(answer: Health, cfg: Settings) -> bool:
+    """The daemon that answered is this home's (however either path is spelled)."""
+    return answer.home is not None and Path(answer.home).resolve() == cfg.home.resolve()
 
 
 def other_shipyard(cfg: Settings, other: Health) -> Conflict:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from shipyard import __version__
-from shipyard.cli.daemonctl import health, other_shipyard, start_detached
+from shipyard.cli.daemonctl import health, other_shipyard, same_home, start_detached
 from shipyard.cli.output import (
     ago,
     emit_json,
@@ -87,7 +87,7 @@ def up(detach: bool) -> None:
         run_daemon(cfg)
         return
     running = health(cfg)
-    if running is not None and running.home == str(cfg.home):
+    if running is not None and same_home(running, cfg):
         click.echo(f"Shipyard is already running ({cfg.api_url}, pid {running.pid}).")
         return
     pid = start_detached(cfg)
@@ -102,7 +102,7 @@ def down() -> None:
     """Stop every instance, HAProxy and the daemon."""
     cfg = settings()
     running = health(cfg)
-    if running is not None and running.home not in (None, str(cfg.home)):
+    if running is not None and running.home is not None and not same_home(running, cfg):
         raise other_shipyard(cfg, running)
     with Client(cfg, timeout=5) as c:
         try:

@@ -41,6 +41,13 @@ log = logging.getLogger("shipyard.daemon")
 SHUTDOWN_WAIT_S = 120.0  # how long `down` waits for running operations
 
 
+OWN_ENTRIES = frozenset(
+    ("services", "haproxy", "toolchains", "tmp", "token", "secret.key", "daemon.lock",
+     "daemon.pid", "daemon-log", "daemon.log", ".reserve")
+)  # fmt: skip
+OWN_PREFIXES = ("state.db",)
+
+
 def secure_home(home: Path) -> None:
     """Make SHIPYARD_HOME private: the directory 0700, and everything this process (and the
     builds and instances it starts) creates 0600/0700 (umask 077). A home made before files
@@ -48,7 +55,12 @@ def secure_home(home: Path) -> None:
     os.umask(0o077)
     home.mkdir(parents=True, exist_ok=True)
     if stat.S_IMODE(home.stat().st_mode) != 0o700:
-        make_private(home)
+        # Only what Shipyard keeps there: SHIPYARD_HOME may be a directory shared with other
+        # things (set to $HOME, say), whose modes are not ours to change.
+        for entry in home.iterdir():
+            if entry.name in OWN_ENTRIES or entry.name.startswith(OWN_PREFIXES):
+                make_private(entry)
+        os.chmod(home, 0o700)
 
 
 def ensure_token(path: Path) -> str:
@@ -171,9 +183,11 @@ class Daemon:
 
     def serve(self) -> None:
         lock_fd = _lock(self.settings)
+        sockets: list[socket.socket] = []
         try:
             token = ensure_token(self.settings.token_path)
             api_socket = self._claim_ports()
+            sockets.append(api_socket)
             self.ctx.disk.ensure_reserve()
             recover(self.ctx)
             self.converge()  # before the supervisor, so its restarts cannot hold a claim yet
@@ -196,6 +210,8 @@ class Daemon:
             self.server.run(sockets=[api_socket])
         finally:
             self.supervisor.stop()
+            for sock in sockets:  # a start-up that failed must not keep the port
+                sock.close()
             self.settings.daemon_pid_path.unlink(missing_ok=True)
             os.close(lock_fd)
 

@@ -330,7 +330,7 @@ class State:
 
 _INSTANCE_COLUMNS = frozenset(
     ("port", "pid", "start_time", "state", "restarts", "last_exit", "restart_at", "crash_times",
-     "started_at")
+     "started_at", "log_path")
 )  # fmt: skip
 
 

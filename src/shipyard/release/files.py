@@ -15,11 +15,13 @@ import contextlib
 import errno
 import fcntl
 import filecmp
+import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger("shipyard.release")
 _FICLONE = 0x40049409  # ioctl(dest_fd, FICLONE, src_fd): a reflink (btrfs, xfs, bcachefs)
 
 
@@ -58,7 +60,11 @@ def share_unchanged(new: Path, previous: Path) -> Shared:
             mine, old = here / name, theirs / name
             if not _same_file_data(mine, old):
                 continue
-            how = _share(mine, old, prefer=method)
+            try:
+                how = _share(mine, old, prefer=method)
+            except OSError as exc:  # sharing saves space; it never fails a release
+                log.warning("could not share %s with %s: %s", mine, old, exc)
+                continue
             if how is None:
                 continue
             method = how
@@ -78,6 +84,8 @@ def _same_file_data(mine: Path, old: Path) -> bool:
         return False  # already shared
     if a.st_size != b.st_size or stat.S_IMODE(a.st_mode) != stat.S_IMODE(b.st_mode):
         return False
+    if a.st_size == 0:
+        return False  # nothing to save; empty files are often markers and locks
     try:
         return filecmp.cmp(mine, old, shallow=False)
     except OSError:

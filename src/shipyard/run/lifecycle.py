@@ -88,8 +88,9 @@ def start_instance(
             )
         raise
     ctx.state.update_instance(
-        inst_id, pid=handle.pid, start_time=handle.start_time, started_at=ctx.clock.now()
-    )
+        inst_id, pid=handle.pid, start_time=handle.start_time, started_at=ctx.clock.now(),
+        log_path=str(log_path),  # an instance from before log directories moves to one
+    )  # fmt: skip
     return ctx.state.instance(inst_id)
 
 

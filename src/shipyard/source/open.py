@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +51,11 @@ def open_source(
     path is refused before anything is read from it, existence included; a file given by
     path must also be named like YAML."""
     limits = limits or BlueprintLimits()
-    if repo and allowed is not None and _local_repo(repo):
-        _check_allowed(Path(repo).expanduser().absolute(), allowed, "repository")
+    if repo and allowed is not None:
+        local = _local_repo_path(repo)
+        if local is not None:  # checked as resolved, and git gets exactly what was checked
+            _check_allowed(local, allowed, "repository")
+            repo = str(local)
     if not repo:
         path = Path(blueprint or ".").expanduser().absolute()
         if allowed is not None:
@@ -63,6 +67,8 @@ def open_source(
                 )
         if path.is_dir():
             path = find_blueprint(path)
+            if allowed is not None:  # the file itself may be a link to somewhere else
+                _check_allowed(path.resolve(), allowed, "Blueprint")
         elif not path.exists():
             raise UsageError(
                 f"Blueprint file {str(path)!r} does not exist.", fields={"blueprint": str(path)}
@@ -95,9 +101,14 @@ def source_from_text(text: str, filename: str, limits: BlueprintLimits) -> Sourc
     return Source(loaded, loaded.root, GitInfo(), f"content of {filename}", f"content:{filename}")
 
 
-def _local_repo(repo: str) -> bool:
-    """A path on this machine, not a URL (scheme://...) or scp-like address (host:path)."""
-    return "://" not in repo and not re.match(r"^[\w.-]+@?[\w.-]*:", repo)
+def _local_repo_path(repo: str) -> Path | None:
+    """The directory a repository address names on this machine (a path, ``~...`` or a
+    ``file://`` URL), resolved; None for a remote one (``scheme://host/...``, ``host:path``)."""
+    if repo.startswith("file://"):
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(repo).path)).resolve()
+    if "://" in repo or re.match(r"^[\w.-]+@?[\w.-]*:", repo):
+        return None
+    return Path(repo).expanduser().resolve()
 
 
 def _check_allowed(path: Path, allowed: Callable[[Path], bool], what: str) -> None:

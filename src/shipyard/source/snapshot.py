@@ -7,6 +7,7 @@ is immutable even if the user keeps editing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -106,10 +107,24 @@ def _is_file(path: Path) -> bool:
 
 
 def _copy_file(src: Path, dest: Path) -> None:
-    info = src.lstat()
-    shutil.copyfile(src, dest, follow_symlinks=False)
-    os.chmod(dest, stat.S_IMODE(info.st_mode) & 0o700)
-    os.utime(dest, ns=(info.st_atime_ns, info.st_mtime_ns))
+    """Copy one regular file through descriptors opened without following links: a file
+    swapped for a link meanwhile is refused, and modes are only ever set on the copy."""
+    try:
+        fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"{src} changed into a symlink while it was copied") from exc
+        raise
+    with os.fdopen(fd_in, "rb") as source:
+        info = os.fstat(source.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return  # changed into something else meanwhile: not a file to copy
+        fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd_out, "wb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
+            os.fchmod(copy.fileno(), stat.S_IMODE(info.st_mode) & 0o700)
+            copy.flush()
+            os.utime(copy.fileno(), ns=(info.st_atime_ns, info.st_mtime_ns))
 
 
 def _copy_link(link: Path, root: Path, dest: Path) -> None:

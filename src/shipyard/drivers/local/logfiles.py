@@ -158,6 +158,8 @@ class Follower:
             complete = chunk.rfind(b"\n") + 1
             self.offsets[inode] = offset + complete
             out.extend(chunk[:complete].decode(errors="replace").splitlines())
+            if offset + len(chunk) < size:
+                break  # behind: finish this file first, later files wait (order is kept)
         self.offsets = {i: o for i, o in self.offsets.items() if i in live}
         return out
 

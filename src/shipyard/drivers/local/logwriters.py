@@ -32,7 +32,7 @@ class LogWriters:
                 f"the log writer {LOGD} is not installed: `make install` builds it "
                 "(native/logd/logd.c) next to Shipyard's Python"
             )
-        self._reap()
+        self.reap()
         try:
             log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -65,7 +65,8 @@ class LogWriters:
             self._running.append(writer)
         return writer, write_end
 
-    def _reap(self) -> None:
+    def reap(self) -> None:
+        """Collect the exit status of writers that finished (no zombies left behind)."""
         with self._lock:
             self._running = [w for w in self._running if w.poll() is None]
 

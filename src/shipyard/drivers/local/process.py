@@ -129,6 +129,7 @@ class LocalProcesses:
         """``logd``: the log writer binary (default: :func:`find_logd`)."""
         self._clock = clock
         self._writers = LogWriters(logd)
+        self._reaped_at = 0.0
         self._lock = threading.Lock()
         self._children: dict[ProcessHandle, subprocess.Popen[bytes]] = {}
         self._exited: dict[ProcessHandle, ExitStatus] = {}
@@ -182,7 +183,12 @@ class LocalProcesses:
     # -- watching ----------------------------------------------------------------------------
 
     def status(self, handle: ProcessHandle) -> ExitStatus:
-        """Non-blocking. Reaps our own children; adopted ones are judged from /proc."""
+        """Non-blocking. Reaps our own children (log writers too, at most once a second);
+        adopted ones are judged from /proc."""
+        now = self._clock.monotonic()
+        if now - self._reaped_at >= 1.0:
+            self._reaped_at = now
+            self._writers.reap()
         with self._lock:
             known = self._exited.get(handle)
             if known is not None:
