@@ -14,14 +14,17 @@ from shipyard.run.supervisor import Supervisor
 from tests.unit.test_supervisor import make_ctx
 
 
-def add_release(ctx: Context, number: int, live: bool = False) -> None:
-    """Release ``number`` of "jobs", deploying (or, with ``live``, promoted: traffic switched)."""
+def add_release(
+    ctx: Context, number: int, live: bool = False, deploy_id: int | None = None
+) -> None:
+    """Release ``number`` of "jobs" (built by operation ``deploy_id``), deploying (or, with
+    ``live``, promoted: traffic switched)."""
     svc = ctx.state.service("jobs")
     spec = replace(svc.spec, max_shutdown_delay_seconds=1)
     ctx.state.add_release(
         service="jobs", number=number, config_digest="d", git_commit="", git_branch="",
         source="s", dir="/nonexistent", spec=spec, env_enc=ctx.box.encrypt_env({}),
-        deploy_id=None,
+        deploy_id=deploy_id,
     )  # fmt: skip
     ctx.state.set_release_status("jobs", number, ReleaseStatus.DEPLOYING)
     if live:
@@ -86,15 +89,7 @@ def _spec(tmp_path: Path) -> ProcessSpec:
 
 def _deploy_with_release(ctx: Context, number: int, *, live: bool) -> int:
     deploy_id = ctx.state.add_deploy(OperationKind.DEPLOY, "jobs")
-    svc = ctx.state.service("jobs")
-    ctx.state.add_release(
-        service="jobs", number=number, config_digest="d", git_commit="", git_branch="",
-        source="s", dir="/nonexistent", spec=svc.spec, env_enc=ctx.box.encrypt_env({}),
-        deploy_id=deploy_id,
-    )  # fmt: skip
-    ctx.state.set_release_status("jobs", number, ReleaseStatus.DEPLOYING)
-    if live:
-        ctx.state.promote("jobs", number, ReleaseStatus.SUPERSEDED, svc.spec, None)
+    add_release(ctx, number, live=live, deploy_id=deploy_id)
     return deploy_id
 
 

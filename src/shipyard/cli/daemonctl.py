@@ -12,8 +12,8 @@ from pathlib import Path
 from shipyard.apimodels import Health
 from shipyard.client import Client
 from shipyard.clock import SystemClock, poll_until
-from shipyard.drivers.local.logfiles import find_logd, logd_command
 from shipyard.drivers.local.logfiles import tail as log_tail
+from shipyard.drivers.local.logwriters import LogWriters
 from shipyard.errors import Conflict, DaemonUnavailable, ShipyardError
 from shipyard.settings import Settings
 
@@ -52,27 +52,15 @@ def start_detached(cfg: Settings) -> int:
 def _spawn_daemon(cfg: Settings) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
     """The daemon, in a session of its own, its output through a log writer like every
     process Shipyard starts (so its log is bounded too): (daemon, writer)."""
-    logd = find_logd()
-    if logd is None:
-        raise ShipyardError(
-            "The log writer shipyard-logd is not installed: `make install` builds it "
-            "(native/logd/logd.c) next to Shipyard's Python."
-        )
-    read_end, write_end = os.pipe()
+    writer, pipe = LogWriters().start(cfg.daemon_log_path)
     try:
-        writer = subprocess.Popen(
-            logd_command(logd, cfg.daemon_log_path), stdin=read_end,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True,
-        )  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "shipyard.cli.main", "up"],
-            stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end,
+            stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe,
             start_new_session=True, close_fds=True,
         )  # fmt: skip
     finally:
-        os.close(read_end)
-        os.close(write_end)
+        os.close(pipe)
     return proc, writer
 
 

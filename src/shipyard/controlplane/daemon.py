@@ -26,7 +26,7 @@ from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
-from shipyard.drivers.local.logfiles import find_logd
+from shipyard.drivers.local.logfiles import MISSING_LOGD, find_logd
 from shipyard.drivers.local.ports import bind_exclusive, listening_holder, port_free
 from shipyard.drivers.local.process import LocalProcesses
 from shipyard.errors import Conflict, ShipyardError
@@ -99,10 +99,7 @@ class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         if find_logd() is None:
-            raise ShipyardError(
-                "The log writer shipyard-logd is not installed: `make install` builds it "
-                "(native/logd/logd.c) next to Shipyard's Python."
-            )
+            raise ShipyardError(MISSING_LOGD)
         clock = SystemClock()
         db = Database(settings.db_path)
         edge = HAProxyEdge(

@@ -27,6 +27,10 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 KEEP_FILES = 4
 MAX_LOG_BYTES = MAX_FILE_BYTES * (KEEP_FILES + 1)
 LOGD = "shipyard-logd"
+MISSING_LOGD = (
+    f"The log writer {LOGD} is not installed: `make install` builds it (native/logd/logd.c) "
+    "next to Shipyard's Python."
+)
 
 
 def find_logd() -> str | None:

@@ -9,7 +9,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from shipyard.drivers.local.logfiles import LOGD, find_logd, logd_command
+from shipyard.drivers.local.logfiles import MISSING_LOGD, find_logd, logd_command
 from shipyard.errors import RuntimeFailure
 
 WRITER_WAIT_S = 5.0  # how long to wait for a writer to store a finished command's last lines
@@ -28,10 +28,7 @@ class LogWriters:
         """Start the log writer of ``log_dir``; return it and the write end of its pipe (the
         caller hands it to the process and closes it)."""
         if self._logd is None:
-            raise RuntimeFailure(
-                f"the log writer {LOGD} is not installed: `make install` builds it "
-                "(native/logd/logd.c) next to Shipyard's Python"
-            )
+            raise RuntimeFailure(MISSING_LOGD)
         self.reap()
         try:
             log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
