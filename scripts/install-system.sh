@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Shipyard drives: HAProxy (edge), git (sources), Node (sample apps),
-# wrk (benchmarks), and a C compiler for the log writer (native/logd). Idempotent; uses sudo when
-# not root.
+# wrk (benchmarks), a C compiler for the log writer (native/logd), and the datastores Shipyard
+# manages: PostgreSQL (server, client, contrib for pgbench), pgBackRest, Redis. Idempotent; uses
+# sudo when not root.
 set -euo pipefail
 need=()
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
@@ -10,6 +11,10 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 echo "installing system packages: ${need[*]}"

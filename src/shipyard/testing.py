@@ -67,7 +67,7 @@ class FakeRuntime:
     def alive(self, handle: ProcessHandle) -> bool:
         return handle.pid in self.live
 
-    def stop(self, handle: ProcessHandle, grace_s: float) -> ExitStatus:
+    def stop(self, handle: ProcessHandle, grace_s: float, sig: int = 15) -> ExitStatus:
         self.live.discard(handle.pid)
         self.stopped.append(handle)
         self.log.append(f"stop {handle.pid}")

@@ -145,8 +145,13 @@ def _build(
         )
         if not result.ok:
             reason = f"build command exited with code {result.exit_code}"
+            disk = ctx.disk.status()  # before the half-built tree is removed
+            if disk.low:
+                # Its own error output may not have reached the log: say what is likely.
+                reason += f" with the disk nearly full ({disk.describe()})"
             ctx.state.set_release_status(req.service, number, failed, reason)
-            raise BuildFailed(
+            error = NoDiskSpace if disk.low else BuildFailed
+            raise error(
                 f"{req.service}: {reason}; the current release keeps serving.\n"
                 + indent(result.log_tail)
                 + f"\n  (full log: shipyard logs {req.service} --build)",

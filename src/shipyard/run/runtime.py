@@ -15,6 +15,7 @@ Contract shared by every method:
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ class ProcessSpec:
     cwd: Path
     env: Mapping[str, str]
     log_path: Path  # the process's log: a directory its log writer keeps bounded
+    user: str | None = None  # the system account it runs as (None: Shipyard's own)
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,10 @@ class Runtime(Protocol):
         """``status(handle).running``."""
         ...
 
-    def stop(self, handle: ProcessHandle, grace_s: float) -> ExitStatus:
-        """SIGTERM the handle's process group, wait up to ``grace_s`` for the leader, SIGKILL
-        what is left; return the final status. Blocks up to ``grace_s`` plus a bounded wait
-        after SIGKILL. Idempotent: stopping a gone (or recycled) handle signals nothing and
+    def stop(self, handle: ProcessHandle, grace_s: float, sig: int = signal.SIGTERM) -> ExitStatus:
+        """``sig`` (SIGTERM; PostgreSQL's fast shutdown is SIGINT) to the handle's process
+        group, wait up to ``grace_s`` for the leader, SIGKILL what is left; return the final
+        status. Blocks up to ``grace_s`` plus a bounded wait after SIGKILL. Idempotent: stopping a gone (or recycled) handle signals nothing and
         returns its status. Raises RuntimeFailure only if the group may not be signalled."""
         ...
 

@@ -37,6 +37,7 @@ import psutil
 from shipyard.clock import Clock, SystemClock, poll_until, poll_while
 from shipyard.drivers.local.logfiles import tail
 from shipyard.drivers.local.logwriters import LogWriters, append_line, wait_writer
+from shipyard.drivers.local.users import popen_kwargs
 from shipyard.errors import RuntimeFailure
 from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 
@@ -167,6 +168,7 @@ class LocalProcesses:
                 stderr=subprocess.STDOUT,
                 close_fds=True,
                 start_new_session=True,
+                **popen_kwargs(spec.user),
             )
         except (OSError, ValueError) as exc:  # ValueError: what execve cannot carry (NUL)
             writer.kill()
@@ -266,14 +268,14 @@ class LocalProcesses:
                 fields={"pid": handle.pid},
             ) from exc
 
-    def stop(self, handle: ProcessHandle, grace_s: float) -> ExitStatus:
-        """SIGTERM the group, wait up to ``grace_s`` for the leader, then SIGKILL the group.
+    def stop(self, handle: ProcessHandle, grace_s: float, sig: int = signal.SIGTERM) -> ExitStatus:
+        """``sig`` to the group, wait up to ``grace_s`` for the leader, then SIGKILL the group.
 
         After the leader is gone the group is SIGKILLed once more so no member survives, and
         stop waits (bounded) until no live member is left: on return the group's ports and
         files are released (a restart can bind the same port at once).
         """
-        self.signal_group(handle, signal.SIGTERM)
+        self.signal_group(handle, sig)
         if not self._wait_gone(handle, grace_s):
             self.signal_group(handle, signal.SIGKILL)
             self._wait_gone(handle, _KILL_WAIT_S)
