@@ -220,6 +220,13 @@ class NoticeView(Model):
     message: str
 
 
+class DatastoreStepView(Model):
+    name: str
+    kind: Literal["postgres", "keyvalue"]
+    action: Literal["create", "update", "unchanged"]
+    changes: list[str]
+
+
 class PlanView(Model):
     blueprint: str
     source: str
@@ -228,6 +235,14 @@ class PlanView(Model):
     orphans: list[str]
     problems: list[str]
     notices: list[NoticeView]
+    datastores: list[DatastoreStepView] = Field(
+        default_factory=list, description="databases, read replicas and Key Value instances"
+    )
+    kept_datastores: list[str] = Field(
+        default_factory=list,
+        description="datastores this Blueprint declared before and no longer does: a deploy "
+        "never deletes one (`shipyard db delete NAME --yes` does)",
+    )
 
 
 class DeployAccepted(PlanView):
@@ -252,3 +267,64 @@ class LogLines(Model):
 
 class ShutdownAccepted(Model):
     status: Literal["stopping"]
+
+
+# -- datastores ------------------------------------------------------------------------------
+
+DatastoreStatusName = Literal["creating", "available", "restarting", "stopped", "failed"]
+
+
+class BackupPolicyView(Model):
+    schedule: str = Field(description="cron (UTC) of full/differential backups")
+    retention_days: int
+    pitr_retention_days: int
+    drill_schedule: str = Field(description="cron (UTC) of restore drills")
+    offsite: bool
+
+
+class DatastoreView(Model):
+    name: str
+    kind: Literal["postgres", "keyvalue"]
+    version: str
+    status: DatastoreStatusName
+    reason: str = Field(description="why it is failed or restarting")
+    port: int
+    host: str
+    running: bool
+    pid: int | None
+    primary: str | None = Field(description="a read replica: the database it follows")
+    replicas: list[str]
+    size_bytes: int | None = Field(description="its data (None while it cannot be asked)")
+    connections: int | None
+    max_connections: int | None
+    replication_lag_seconds: float | None = Field(description="a read replica's replay lag")
+    restarts: int
+    blueprint: str
+    origin: str
+    created_at: float
+    started_at: float | None
+    last_backup: float | None = Field(None, description="when its newest backup finished")
+
+
+class DatastoreInfo(DatastoreView):
+    connection_string: str = Field(description="the owner's connection string, password masked")
+    database: str | None
+    user: str | None
+    plan: str | None
+    ip_allow_list: list[str]
+    disk_size_gb: int | None
+    maxmemory_policy: str | None
+    backups: BackupPolicyView
+    details: dict[str, Any] = Field(description="kind-specific: WAL archiver status, memory")
+
+
+class ClientBody(Model):
+    args: list[str] = Field(default_factory=list, description="appended to the client's argv")
+
+
+class ClientCommand(Model):
+    """How to run the interactive client (psql, redis-cli) as the owner. The one response
+    that carries a secret (the password, in `env`): the caller runs it and shows nothing."""
+
+    argv: list[str]
+    env: dict[str, str]

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
 
 from shipyard.apimodels import (
+    ClientCommand,
+    DatastoreInfo,
+    DatastoreView,
     DeployAccepted,
     EventsPage,
     EventView,
@@ -144,6 +148,26 @@ class Client:
         except httpx.TransportError as exc:
             raise DaemonUnavailable(f"Lost the connection to the daemon: {exc}") from exc
 
+    def datastores(self) -> list[DatastoreView]:
+        return TypeAdapter(list[DatastoreView]).validate_python(
+            self._request("GET", "/v1/datastores")
+        )
+
+    def datastore(self, name: str) -> DatastoreInfo:
+        return DatastoreInfo.model_validate(
+            self._request("GET", f"/v1/datastores/{quote(name, safe='')}")
+        )
+
+    def datastore_logs(self, name: str, lines: int = 200) -> list[str]:
+        data = self._request("GET", f"{_datastore_path(name)}/logs", params={"lines": lines})
+        return LogLines.model_validate(data).lines
+
+    def datastore_client(self, name: str, args: list[str]) -> ClientCommand:
+        data = self._request(
+            "POST", f"/v1/datastores/{quote(name, safe='')}/client", json={"args": args}
+        )
+        return ClientCommand.model_validate(data)
+
     def shutdown(self, stop_services: bool = True) -> ShutdownAccepted:
         return ShutdownAccepted.model_validate(
             self._request("POST", "/v1/shutdown", params={"stop_services": stop_services})
@@ -176,3 +200,7 @@ class Client:
 
 _SERVICES: TypeAdapter[list[ServiceView]] = TypeAdapter(list[ServiceView])
 _RELEASES: TypeAdapter[list[ReleaseView]] = TypeAdapter(list[ReleaseView])
+
+
+def _datastore_path(name: str) -> str:
+    return f"/v1/datastores/{quote(name, safe='')}"

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shipyard.clock import Clock
 from shipyard.disk import DiskGuard
@@ -16,7 +17,10 @@ from shipyard.route.table import Router
 from shipyard.run.backoff import RestartPolicy
 from shipyard.run.runtime import Runtime
 from shipyard.settings import Settings
-from shipyard.store import Secrets, Store
+from shipyard.store import DataStore, Secrets, Store
+
+if TYPE_CHECKING:
+    from shipyard.data.engines import DatastoreEngine
 
 Emit = Callable[[str, str], None]  # (message, level): progress of an operation
 
@@ -39,6 +43,9 @@ class Context:
     runtime: Runtime
     edge: Router
     clock: Clock
+    data: DataStore
+    # the engine of each kind of datastore ("postgres", "keyvalue"); none in most unit tests
+    engines: Mapping[str, DatastoreEngine] = field(default_factory=dict)
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     route_lock: threading.RLock = field(default_factory=threading.RLock)  # one edge apply
     port_lock: threading.Lock = field(default_factory=threading.Lock)  # allocate + record

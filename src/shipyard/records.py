@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from shipyard.blueprint.spec import ServiceSpec
+from shipyard.blueprint.spec import DatastoreSpec, ServiceSpec
 
 ServiceType = Literal["web", "pserv", "worker"]
 
@@ -176,3 +176,49 @@ class Event:
     service: str
     level: Literal["info", "warning", "error"]
     message: str
+
+
+# --- datastores -------------------------------------------------------------------------------
+
+
+class DatastoreStatus(StrEnum):
+    """creating -> available; available -> restarting (crashed) -> available; available ->
+    stopped (`shipyard down`) -> available (`up`); creating/restarting -> failed."""
+
+    CREATING = "creating"
+    AVAILABLE = "available"
+    RESTARTING = "restarting"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+DatastoreKind = Literal["postgres", "keyvalue"]
+
+
+@dataclass(frozen=True)
+class Datastore:
+    """A managed PostgreSQL database (or read replica) or Key Value instance."""
+
+    name: str
+    kind: DatastoreKind
+    spec: DatastoreSpec
+    version: str  # the server's major version (PostgreSQL "15", Redis "7")
+    port: int
+    dir: str  # its directory under SHIPYARD_HOME/data
+    status: DatastoreStatus
+    reason: str
+    pid: int | None
+    start_time: int | None
+    blueprint_path: str  # the Blueprint that declared it ("" for a restore)
+    origin: str  # "blueprint", or what it was restored from
+    restarts: int
+    created_at: float
+    updated_at: float
+    started_at: float | None
+
+    @property
+    def label(self) -> str:
+        what = "Key Value" if self.kind == "keyvalue" else "database"
+        if self.spec.primary:
+            what = "read replica"
+        return f"{what} '{self.name}'"

@@ -15,6 +15,7 @@ from shipyard.hostenv import HostEnv, base_python
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_API_PORT = 8787
 DEFAULT_INTERNAL_PORT_BASE = 20000
+DEFAULT_DATA_PORT_BASE = 15400
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Settings:
     # Services' internal listeners (fromService host:port) take ports from here up; below the
     # kernel's ephemeral range. Two Shipyards on one machine need different bases.
     internal_port_base: int = DEFAULT_INTERNAL_PORT_BASE
+    # Managed datastores (PostgreSQL, Key Value) listen on stable ports from here up.
+    data_port_base: int = DEFAULT_DATA_PORT_BASE
     # Address the public HTTP listener binds; loopback by default (a dev machine).
     http_bind: str = "127.0.0.1"
     haproxy_bin: str = "haproxy"
@@ -88,6 +91,11 @@ class Settings:
         return self.home / "services"
 
     @property
+    def data_dir(self) -> Path:
+        """Managed datastores' directories (servers, their logs, local backups)."""
+        return self.home / "data"
+
+    @property
     def daemon_pid_path(self) -> Path:
         return self.home / "daemon.pid"
 
@@ -127,6 +135,7 @@ class Settings:
             http_port=http_port,
             api_port=api_port,
             internal_port_base=base,
+            data_port_base=_port(env, "SHIPYARD_DATA_PORT_BASE", DEFAULT_DATA_PORT_BASE),
             http_bind=env.get("SHIPYARD_HTTP_BIND", "127.0.0.1"),
             haproxy_bin=env.get("SHIPYARD_HAPROXY") or find_haproxy(env.get("PATH", "")),
             host=HostEnv.capture(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from shipyard.blueprint.spec import ServiceSpec
+from shipyard.blueprint.spec import DatastoreSpec, ServiceSpec
 from shipyard.records import (
+    Datastore,
     Event,
     Instance,
     InstanceState,
@@ -139,3 +140,41 @@ class Secrets(Protocol):
     def encrypt_env(self, env: dict[str, str]) -> bytes: ...
 
     def decrypt_env(self, token: bytes) -> dict[str, str]: ...
+
+
+class DataStore(Protocol):
+    """Managed datastores' rows and their secrets (``controlplane/datastate.py``). Each
+    method is one short transaction; secrets are stored as the caller encrypted them."""
+
+    def datastore(self, name: str) -> Datastore:
+        """NotFound naming the known datastores if there is none called ``name``."""
+
+    def find_datastore(self, name: str) -> Datastore | None: ...
+
+    def datastores(self) -> list[Datastore]: ...
+
+    def add_datastore(
+        self,
+        spec: DatastoreSpec,
+        version: str,
+        port: int,
+        dir: str,
+        blueprint_path: str,
+        origin: str,
+        secrets: dict[str, bytes],
+    ) -> Datastore:
+        """Create the row (status creating) and its secrets in one transaction; Conflict if
+        the name or the port is taken."""  # fmt: skip
+
+    def update_datastore(self, name: str, **values: Any) -> None:
+        """Set columns (status, reason, pid, start_time, spec, blueprint_path, restarts,
+        started_at); updated_at follows."""
+
+    def datastore_ports(self) -> set[int]: ...
+
+    def datastore_secrets(self, name: str) -> dict[str, bytes]: ...
+
+    def save_datastore_secret(self, name: str, key: str, value: bytes) -> None: ...
+
+    def remove_datastore(self, name: str) -> None:
+        """Delete the row and its secrets."""

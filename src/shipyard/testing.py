@@ -19,6 +19,7 @@ from pathlib import Path
 from shipyard.blueprint.spec import ServiceSpec
 from shipyard.clock import FakeClock
 from shipyard.context import Context
+from shipyard.controlplane.datastate import DataState
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
@@ -160,9 +161,11 @@ def make_context(
 ) -> Context:
     """A Context over a real State in ``tmp_path`` with fakes for processes, edge and time."""
     clock = FakeClock()
+    db = Database(tmp_path / "state.db")
     return Context(
         settings=Settings(home=tmp_path, health_interval_s=0.25),
-        state=State(Database(tmp_path / "state.db"), clock),
+        state=State(db, clock),
+        data=DataState(db, clock),
         box=SecretBox(tmp_path / "secret.key"),
         runtime=runtime or FakeRuntime(),
         edge=edge or FakeEdge(),

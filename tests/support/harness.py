@@ -90,6 +90,7 @@ class Shipyard:
             "SHIPYARD_HTTP_PORT": str(self.http_port),
             "SHIPYARD_API_PORT": str(self.api_port),
             "SHIPYARD_INTERNAL_PORT_BASE": str(free_port_block(256)),
+            "SHIPYARD_DATA_PORT_BASE": str(free_port_block(32, low=12000, high=19000)),
             "PATH": f"{Path(sys.executable).parent}:/usr/sbin:{os.environ.get('PATH', '')}",
             **(extra_env or {}),
         }

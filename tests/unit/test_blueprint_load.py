@@ -98,20 +98,23 @@ def test_realistic_render_yaml_reports_each_unsupported_part() -> None:
     assert "builds the source you deploy" in by_path["services[0].repo"].message
     assert "builds the source you deploy" in by_path["services[0].branch"].message
     assert by_path["services[0].envVars[3]"].message.startswith("STRIPE_KEY is left unset (sync")
-    assert "DATABASE_URL (fromDatabase 'app-db') is left unset" in (
-        by_path["services[0].envVars[4]"].message
-    )
-    assert "REDIS_URL (fromService 'cache') is left unset" in (
-        by_path["services[0].envVars[6]"].message
-    )
+    # databases and Key Value are run: their references resolve, nothing is left unset
+    assert "services[0].envVars[4]" not in by_path
+    assert "services[0].envVars[6]" not in by_path
     assert "persistent disks (disk)" in by_path["services[1].disk"].message
     assert "auto-deploy (autoDeploy)" in by_path["services[2].autoDeploy"].message
     assert by_path["services[3]"].message == (
         "not supported yet: cron job 'nightly' is not run in this version"
     )
     assert "static site 'frontend'" in by_path["services[4]"].message
-    assert "Key Value instance 'cache'" in by_path["services[5]"].message
-    assert "database 'app-db' (PostgreSQL)" in by_path["databases[0]"].message
+    assert "services[5]" not in by_path
+    assert "reachable from this machine only" in by_path["databases[0]"].message
+    assert [(d.name, d.kind) for d in loaded.datastores] == [
+        ("app-db", "postgres"),
+        ("cache", "keyvalue"),
+    ]
+    db = loaded.datastores[0]
+    assert (db.database_name, db.user, db.backups.retention_days) == ("app", "app", 30)
     assert "preview environments" in by_path["previewsEnabled"].message
     assert by_path["previewsEnabled"].location == "render.yaml:2:1"
     lines = [int(n.location.split(":")[1]) for n in loaded.notices]
@@ -144,7 +147,7 @@ def test_legacy_spellings() -> None:
     assert site.domains == ("www.example.com", "example.com")
     messages = {n.path: n.message for n in loaded.notices}
     assert "auto-deploy (autoDeploy)" in messages["services[0].autoDeploy"]
-    assert "deprecated name of 'keyvalue'" in messages["services[1]"]
+    assert "deprecated name of 'keyvalue'" in messages["services[1].type"]
     assert "previewsExpireAfterDays" in messages
 
 
@@ -206,8 +209,8 @@ def test_reference_shapes_all_validate() -> None:
     assert loaded.services == ()
     paths = [n.path for n in loaded.notices]
     assert paths == [
-        "previews", "services[0]", "services[1]", "services[2]", "services[3]",
-        "databases[0]", "projects",
+        "previews", "services[0]", "services[1]", "services[2]", "services[3].ipAllowList",
+        "databases[0]", "databases[0].highAvailability", "projects",
     ]  # fmt: skip
     assert "image service 'img'" in loaded.notices[2].message
 

@@ -83,8 +83,13 @@ def test_django_service_and_database_share_a_name() -> None:
     assert env["SECRET_KEY"].generate
     assert env["DATABASE_URL"].from_database == ("mysite", "connectionString")
     notes = messages(loaded)
-    assert notes["databases[0]"] == (
-        "not supported yet: database 'mysite' (PostgreSQL) is not created in this version"
+    assert "reachable from this machine only" in notes["databases[0]"]
+    (db,) = loaded.datastores
+    assert (db.name, db.kind, db.database_name, db.user) == (
+        "mysite",
+        "postgres",
+        "mysite",
+        "mysite",
     )
     assert "autoDeploy" in notes["services[0].autoDeploy"]
 
@@ -92,7 +97,8 @@ def test_django_service_and_database_share_a_name() -> None:
 def test_celery_runs_python_services_and_skips_the_redis_alias() -> None:
     loaded = load("render-examples__celery.yaml")
     assert [s.name for s in loaded.services] == ["queue", "app", "flower"]
-    assert "deprecated name of 'keyvalue'" in messages(loaded)["services[3]"]
+    assert "deprecated name of 'keyvalue'" in messages(loaded)["services[3].type"]
+    assert [(d.name, d.kind) for d in loaded.datastores] == [("celery-redis", "keyvalue")]
     ref = loaded.service("queue").env_vars[0].from_service
     assert ref is not None
     assert (ref.type, ref.name, ref.property) == ("keyvalue", "celery-redis", "connectionString")
@@ -138,8 +144,8 @@ def test_reference_to_a_database_outside_the_file_is_a_notice() -> None:
     )
     loaded = parse_blueprint(text, filename="render.yaml", kind="render")
     assert messages(loaded)["services[0].envVars[0]"] == (
-        "DATABASE_URL is left unset: database 'clarity-db' is not defined in this file "
-        "(on Render it must exist in the workspace)"
+        "DATABASE_URL: database 'clarity-db' is not defined in this file: it must exist in "
+        "Shipyard (from another Blueprint, or `shipyard db restore --as`)"
     )
 
 

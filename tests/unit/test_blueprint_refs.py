@@ -89,9 +89,54 @@ def test_resolve_env_full() -> None:
     assert resolved.generated == {"group:shared:GROUP_SECRET": "new1", "SECRET": "kept"}
     assert resolved.unset == (
         "STRIPE_KEY: sync: false, the operator supplies the value",
-        "DATABASE_URL: fromDatabase 'db': managed databases are not supported yet",
+        "DATABASE_URL: database 'db' does not exist in Shipyard",
         "MISSING: service 'search' has no env var 'NOPE'",
     )
+
+
+def test_resolve_env_reads_datastores() -> None:
+    text = """
+    services:
+      - type: worker
+        name: app
+        runtime: node
+        startCommand: node app.js
+        envVars:
+          - {key: DATABASE_URL, fromDatabase: {name: db, property: connectionString}}
+          - {key: DB_USER, fromDatabase: {name: db, property: user}}
+          - {key: READ_URL, fromDatabase: {name: db-replica, property: connectionString}}
+          - {key: REDIS_URL, fromService: {type: redis, name: cache, property: connectionString}}
+          - {key: REDIS_HOSTPORT, fromService: {type: keyvalue, name: cache, property: hostport}}
+          - {key: NOPE, fromDatabase: {name: db, property: password}}
+      - {type: keyvalue, name: cache, ipAllowList: []}
+    databases:
+      - name: db
+        readReplicas: [{name: db-replica}]
+    """
+    loaded = parse_blueprint(textwrap.dedent(text), filename="render.yaml", kind="render")
+    assert [(d.name, d.primary) for d in loaded.datastores] == [
+        ("db", None), ("db-replica", "db"), ("cache", None)
+    ]  # fmt: skip
+    resolved = resolve_env(
+        loaded.service("app"),
+        groups=loaded.groups,
+        endpoints={},
+        service_env={},
+        generated={},
+        datastores={
+            "db": {"connectionString": "postgresql://u:p@h:1/d", "user": "u"},
+            "db-replica": {"connectionString": "postgresql://u:p@h:2/d"},
+            "cache": {"connectionString": "redis://default:p@h:3", "hostport": "h:3"},
+        },
+    )
+    assert resolved.values == {
+        "DATABASE_URL": "postgresql://u:p@h:1/d",
+        "DB_USER": "u",
+        "READ_URL": "postgresql://u:p@h:2/d",
+        "REDIS_URL": "redis://default:p@h:3",
+        "REDIS_HOSTPORT": "h:3",
+    }
+    assert resolved.unset == ("NOPE: database 'db' has no property 'password'",)
 
 
 def test_generate_value_is_stable_across_deploys() -> None:

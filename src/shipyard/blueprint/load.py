@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
@@ -20,17 +20,28 @@ from shipyard.blueprint import refs
 from shipyard.blueprint.limits import DEFAULT_LIMITS, BlueprintLimits
 from shipyard.blueprint.model import (
     NATIVE_RUNTIMES,
+    Backups,
     Blueprint,
+    Database,
     EnvVar,
     GroupEnvVar,
+    IpAllow,
+    KeyValueService,
     PrivateService,
     WebService,
     WorkerService,
 )
 from shipyard.blueprint.positions import NotYaml, Problems, compose, file_error, limit_error
-from shipyard.blueprint.scalars import Loc, Positions, format_path
+from shipyard.blueprint.scalars import RESERVED_ROLES, Loc, Positions, format_path
 from shipyard.blueprint.schema import did_you_mean, explain
-from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
+from shipyard.blueprint.spec import (
+    AllowedSource,
+    BackupPolicy,
+    DatastoreSpec,
+    EnvVarSpec,
+    FromService,
+    ServiceSpec,
+)
 from shipyard.errors import BlueprintError
 
 Kind = Literal["render", "shipyard"]
@@ -55,6 +66,11 @@ class LoadedBlueprint:
     services: tuple[ServiceSpec, ...]  # only the services Shipyard runs now, in file order
     groups: Mapping[str, tuple[EnvVarSpec, ...]]  # envVarGroups by name
     notices: tuple[Notice, ...]
+    # PostgreSQL databases (primaries, then each one's read replicas) and Key Value instances
+    datastores: tuple[DatastoreSpec, ...] = ()
+
+    def datastore(self, name: str) -> DatastoreSpec | None:
+        return next((d for d in self.datastores if d.name == name), None)
 
     def service(self, name: str) -> ServiceSpec:
         for spec in self.services:
@@ -94,6 +110,7 @@ def load_blueprint(path: Path, limits: BlueprintLimits = DEFAULT_LIMITS) -> Load
         services=loaded.services,
         groups=loaded.groups,
         notices=loaded.notices,
+        datastores=loaded.datastores,
     )
 
 
@@ -124,6 +141,9 @@ def parse_blueprint(
     problems.raise_if_any()
     assert model is not None  # validation succeeded: no problems were recorded
     services = tuple(_service_spec(s) for s in model.services if _runs_now(s))
+    datastores = tuple(spec for db in model.databases for spec in _database_specs(db)) + tuple(
+        _keyvalue_spec(s) for s in model.services if isinstance(s, KeyValueService)
+    )
     groups = {g.name: tuple(_env_spec(e) for e in g.env_vars) for g in model.env_var_groups}
     ordered = sorted(_notices(data), key=lambda notice: problems.position(notice[0]))
     notices = tuple(
@@ -138,6 +158,7 @@ def parse_blueprint(
         services=services,
         groups=MappingProxyType(groups),
         notices=notices,
+        datastores=datastores,
     )
 
 
@@ -265,6 +286,67 @@ def _service_spec(svc: Runnable) -> ServiceSpec:
         domains=tuple(dict.fromkeys(domains)),
         health_check_timeout_seconds=svc.health_check_timeout_seconds,
         drain_timeout_seconds=svc.drain_timeout_seconds,
+        backup_before_deploy=bool(svc.backup_before_deploy),
+    )
+
+
+def _policy(backups: Backups | None) -> BackupPolicy:
+    default = BackupPolicy()
+    if backups is None:
+        return default
+    return BackupPolicy(
+        schedule=backups.schedule or default.schedule,
+        retention_days=backups.retention_days or default.retention_days,
+        pitr_retention_days=backups.pitr_retention_days or default.pitr_retention_days,
+        drill_schedule=backups.drill_schedule or default.drill_schedule,
+        offsite=default.offsite if backups.offsite is None else backups.offsite,
+    )
+
+
+def _sources(entries: list[IpAllow] | None) -> tuple[AllowedSource, ...]:
+    return tuple(AllowedSource(e.source, e.description or "") for e in entries or [])
+
+
+def pg_identifier(name: str, suffix: str = "") -> str:
+    """A lowercase SQL identifier made from a Blueprint name (Render derives the database and
+    user names from the database's name when the file gives none)."""
+    ident = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name.lower())
+    ident = ident.strip("_") or "db"
+    if ident[0].isdigit():
+        ident = f"db_{ident}"
+    ident = ident[: 63 - len(suffix)] + suffix
+    return f"{ident}_db" if ident in RESERVED_ROLES or ident.startswith("pg_") else ident
+
+
+def _database_specs(db: Database) -> list[DatastoreSpec]:
+    database_name = db.database_name or pg_identifier(db.name)
+    primary = DatastoreSpec(
+        name=db.name,
+        kind="postgres",
+        plan=db.plan,
+        ip_allow_list=_sources(db.ip_allow_list),
+        backups=_policy(db.backups),
+        database_name=database_name,
+        user=db.user or pg_identifier(database_name, "_user"),
+        version=db.postgres_major_version,
+        disk_size_gb=db.disk_size_gb,
+        read_replicas=tuple(r.name for r in db.read_replicas or []),
+    )
+    replicas = [
+        replace(primary, name=r.name, read_replicas=(), primary=db.name)
+        for r in db.read_replicas or []
+    ]
+    return [primary, *replicas]
+
+
+def _keyvalue_spec(svc: KeyValueService) -> DatastoreSpec:
+    return DatastoreSpec(
+        name=svc.name,
+        kind="keyvalue",
+        plan=svc.plan,
+        ip_allow_list=_sources(svc.ip_allow_list),
+        backups=_policy(svc.backups),
+        maxmemory_policy=svc.maxmemory_policy,
     )
 
 
@@ -330,8 +412,20 @@ def _notices(data: dict[str, Any]) -> list[tuple[Loc, str]]:
         section: {str(entry.get("name")) for entry in data.get(section) or []}
         for section in ("services", "databases", "envVarGroups")
     }
+    defined["databases"] |= {
+        str(replica.get("name"))
+        for db in data.get("databases") or []
+        for replica in db.get("readReplicas") or []
+    }
+    defined["keyvalue"] = {
+        str(s.get("name"))
+        for s in data.get("services") or []
+        if s.get("type") in ("keyvalue", "redis")
+    }
     for i, svc in enumerate(data.get("services") or []):
         loc: Loc = ("services", i)
+        if svc.get("type") in ("keyvalue", "redis"):
+            continue
         skipped = _skipped_service(svc)
         if skipped:
             out.append((loc, f"not supported yet: {skipped} is not run in this version"))
@@ -347,12 +441,56 @@ def _notices(data: dict[str, Any]) -> list[tuple[Loc, str]]:
             if message:
                 out.append(((*loc, "envVars", j), message))
     for i, db in enumerate(data.get("databases") or []):
-        what = f"database '{db['name']}' (PostgreSQL) is not created in this version"
-        out.append((("databases", i), f"not supported yet: {what}"))
+        out += [((("databases", i, k)), m) for k, m in _DATABASE_NOTES.items() if k in db]
+        if "ipAllowList" not in db:
+            out.append((("databases", i), _INTERNAL_ONLY))
+    for i, svc in enumerate(data.get("services") or []):
+        if svc.get("type") in ("keyvalue", "redis"):
+            if svc["type"] == "redis":
+                out.append((("services", i, "type"), "type 'redis' is the deprecated name of "
+                            "'keyvalue': it works the same"))  # fmt: skip
+            out += [((("services", i, k)), m) for k, m in _KEYVALUE_NOTES.items() if k in svc]
+            out += _external_access(svc.get("ipAllowList"), ("services", i, "ipAllowList"))
     out += [
         ((k,), f"not supported yet: {w} is ignored") for k, w in _ROOT_NOT_YET.items() if k in data
     ]
     return out
+
+
+_ONE_MACHINE = "ignored: Shipyard runs on one machine"
+_DATABASE_NOTES = {
+    "region": f"{_ONE_MACHINE}, there are no regions",
+    "highAvailability": f"{_ONE_MACHINE}: there is no standby to fail over to (read "
+    "replicas stream on the same machine)",
+    "previewPlan": "ignored: preview environments are not supported yet",
+    "previewDiskSizeGB": "ignored: preview environments are not supported yet",
+    "previews": "ignored: preview environments are not supported yet",
+    "storageAutoscalingEnabled": "ignored: the database grows within the machine's disk; "
+    "diskSizeGB is reported against its size",
+}
+_KEYVALUE_NOTES = {
+    "region": f"{_ONE_MACHINE}, there are no regions",
+    "previewPlan": "ignored: preview environments are not supported yet",
+    "previews": "ignored: preview environments are not supported yet",
+    "persistenceMode": "ignored: Shipyard's Key Value always persists (AOF every second plus "
+    "RDB snapshots)",
+}
+_INTERNAL_ONLY = (
+    "no ipAllowList: reachable from this machine only (Render would allow any address with "
+    "the password); list sources to allow connections from elsewhere"
+)
+
+
+def _external_access(entries: object, loc: Loc) -> list[tuple[Loc, str]]:
+    if isinstance(entries, list) and entries:
+        return [
+            (
+                loc,
+                "not supported yet: Key Value is reachable from this machine only; "
+                "connections from the listed sources are refused",
+            )
+        ]
+    return []
 
 
 def _skipped_service(svc: dict[str, Any]) -> str | None:
@@ -360,9 +498,6 @@ def _skipped_service(svc: dict[str, Any]) -> str | None:
     runtime = svc.get("runtime", svc.get("env"))
     if kind == "cron":
         return f"cron job '{name}'"
-    if kind in ("keyvalue", "redis"):
-        alias = " (type 'redis' is the deprecated name of 'keyvalue')" if kind == "redis" else ""
-        return f"Key Value instance '{name}'{alias}"
     if runtime == "static":
         return f"static site '{name}'"
     if runtime in ("docker", "image"):
@@ -386,12 +521,15 @@ def _env_notice(
     if "fromDatabase" in item:
         db = item["fromDatabase"]["name"]
         if db not in defined["databases"]:
-            return f"{key} is left unset: database '{db}' {_ELSEWHERE}"
-        return f"not supported yet: {key} (fromDatabase '{db}') is left unset: no managed databases"
+            return (
+                f"{key}: database '{db}' is not defined in this file: it must exist in "
+                "Shipyard (from another Blueprint, or `shipyard db restore --as`)"
+            )
+        return None
     ref = item.get("fromService")
     if ref and ref["name"] not in defined["services"]:
         return f"{key} is left unset: service '{ref['name']}' {_ELSEWHERE}"
-    if ref and ref["name"] not in running:
+    if ref and ref["name"] not in running and ref["name"] not in defined["keyvalue"]:
         name = ref["name"]
         return f"not supported yet: {key} (fromService '{name}') is left unset: '{name}' is not run"
     return None

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from shipyard.blueprint.scalars import (
     Bool,
+    Cidr,
     Command,
     EnvKey,
     EnvValue,
     HealthPath,
     Hostname,
     Percent,
+    PgName,
     RootDir,
     Runtime,
     ServiceName,
@@ -121,8 +123,40 @@ class BuildFilter(Strict):
 
 
 class IpAllow(Strict):
-    source: str
+    source: Cidr
     description: str | None = None
+
+
+CRON_FIELDS = 5
+
+
+def _cron(value: Any) -> Any:
+    """A 5-field cron expression (UTC), checked by croniter."""
+    if not isinstance(value, str):
+        return value
+    from croniter import croniter  # imported here: loading most Blueprints never needs it
+
+    text = " ".join(value.split())
+    if len(text.split()) != CRON_FIELDS or not croniter.is_valid(text):
+        raise ValueError(
+            f"{value!r} is not a cron schedule: 5 fields (minute hour day month weekday), "
+            "in UTC, for example '0 3 * * *' (daily at 03:00)"
+        )
+    return text
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+class Backups(Strict):
+    """Shipyard extension (shipyard.yaml): when a datastore is backed up, how long backups
+    are kept."""
+
+    schedule: Cron | None = None
+    retention_days: int | None = Field(None, ge=1, le=3650)
+    pitr_retention_days: int | None = Field(None, ge=1, le=35)
+    drill_schedule: Cron | None = None
+    offsite: Bool | None = None
 
 
 class Image(Strict):
@@ -194,6 +228,7 @@ class _RunningService(_BuiltService):
     # Shipyard extensions (shipyard.yaml only; load.py rejects them in render.yaml).
     health_check_timeout_seconds: float | None = Field(None, ge=1, le=3600)
     drain_timeout_seconds: float | None = Field(None, ge=0, le=3600)
+    backup_before_deploy: Bool | None = None
 
 
 class WebService(_RunningService):
@@ -239,6 +274,7 @@ class KeyValueService(_Service):
         ]
         | None
     ) = None
+    backups: Backups | None = None  # Shipyard extension
 
 
 class RedisService(KeyValueService):  # deprecated alias of keyvalue
@@ -261,8 +297,8 @@ class ReadReplica(Strict):
 
 class Database(Strict):
     name: str
-    database_name: str | None = None
-    user: str | None = None
+    database_name: PgName | None = None
+    user: PgName | None = None
     plan: str | None = None
     region: str | None = None
     disk_size_gb: int | None = Field(None, ge=1, alias="diskSizeGB")
@@ -274,6 +310,7 @@ class Database(Strict):
     preview_disk_size_gb: int | None = Field(None, ge=1, alias="previewDiskSizeGB")  # documented
     previews: ServicePreviews | None = None  # render-examples/preview-environment: {plan: free}
     storage_autoscaling_enabled: Bool | None = None  # render-examples/langfuse4-template
+    backups: Backups | None = None  # Shipyard extension
 
 
 # --- root -----------------------------------------------------------------------------------

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipyard.blueprint.model import NATIVE_RUNTIMES
-from shipyard.blueprint.scalars import Loc, normal_host, service_name_problem
+from shipyard.blueprint.scalars import Loc, format_path, normal_host, service_name_problem
 from shipyard.blueprint.schema import did_you_mean
 from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
 
-EXTENSIONS = ("healthCheckTimeoutSeconds", "drainTimeoutSeconds")
+EXTENSIONS = ("healthCheckTimeoutSeconds", "drainTimeoutSeconds", "backupBeforeDeploy")
+DATASTORE_EXTENSIONS = ("backups",)
 _ENV_FORMS = ("value", "generateValue", "sync", "fromDatabase", "fromService", "fromGroup")
 _NEEDS_RUNTIME = ("web", "pserv", "worker", "cron")
 _STATIC_ONLY = ("staticPublishPath", "headers", "routes")
@@ -66,6 +67,8 @@ def check(
         if isinstance(svc.get("name"), str):
             services.setdefault(svc["name"], _type(svc))
     databases = [str(db.get("name")) for _, db in _dicts(data, "databases")]
+    databases += [str(r.get("name")) for _, db in _dicts(data, "databases")
+                  for _, r in _dicts(db, "readReplicas")]  # fmt: skip
     groups = [str(g.get("name")) for _, g in _dicts(data, "envVarGroups")]
     for i, svc in _dicts(data, "services"):
         loc: Loc = ("services", i)
@@ -81,7 +84,56 @@ def check(
                 )
             elif isinstance(key, str):
                 env_keys[key] = j
+    problems += _check_datastores(data, kind)
     return problems + _check_groups(data) + _check_domains(data) + _check_env_sizes(data)
+
+
+def _check_datastores(data: dict[str, Any], kind: str) -> list[Problem]:
+    """Databases, their read replicas and Key Value instances share one namespace in Shipyard
+    (`shipyard db NAME` addresses any of them); their names become directory names."""
+    problems: list[Problem] = []
+    entries: list[tuple[Loc, Mapping[str, Any]]] = []
+    for i, db in _dicts(data, "databases"):
+        entries.append((("databases", i), db))
+        entries += [(("databases", i, "readReplicas", j), r) for j, r in _dicts(db, "readReplicas")]
+    entries += [
+        (("services", i), svc) for i, svc in _dicts(data, "services") if _type(svc) == "keyvalue"
+    ]
+    seen: dict[str, Loc] = {}
+    for loc, entry in entries:
+        name = entry.get("name")
+        if not isinstance(name, str):
+            continue
+        problem = datastore_name_problem(name)
+        if problem:
+            problems.append(((*loc, "name"), problem))
+        first = seen.setdefault(name, loc)
+        # Two databases, or two services, with one name are reported by _check_names.
+        same_section = len(first) == len(loc) == 2 and first[0] == loc[0]
+        if first != loc and not same_section:
+            problems.append(
+                ((*loc, "name"), f"name '{name}' is also used by {format_path(first)}: "
+                 "databases, read replicas and Key Value instances need distinct names")
+            )  # fmt: skip
+        if kind == "render" and len(loc) == 2:
+            problems += [
+                ((*loc, f), "is a Shipyard extension: move it to shipyard.yaml")
+                for f in DATASTORE_EXTENSIONS
+                if f in entry
+            ]
+    return problems
+
+
+def datastore_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a datastore (None if it can): Render allows spaces ('private
+    cache' in its spec), so only what a command line or a file name cannot carry is refused."""
+    if name and not name.strip():
+        return "blank name"
+    if len(name) > 100:
+        return f"name of {len(name)} characters: at most 100"
+    if any(ord(c) < 32 or c in "/\\" for c in name) or name in (".", ".."):
+        return f"invalid name {name!r}: no '/', '\\' or control characters"
+    return None
 
 
 def runs(svc: Mapping[str, Any]) -> bool:
@@ -304,13 +356,16 @@ def resolve_env(
     service_env: Mapping[str, Mapping[str, str]],
     generated: Mapping[str, str],
     new_secret: Callable[[], str] = generate_secret,
+    datastores: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ResolvedEnv:
     """The environment of ``spec``; generateValue reuses ``generated`` so secrets stay stable.
 
     fromService host/port/hostport read ``endpoints[name]``; envVarKey reads
-    ``service_env[name][key]``. Group generateValue keys are stored as "group:<group>:<key>".
+    ``service_env[name][key]``; fromDatabase, and fromService of a Key Value instance, read
+    ``datastores[name][property]``. Group generateValue keys are stored as
+    "group:<group>:<key>".
     """
-    resolver = _Resolver(endpoints, service_env, generated, new_secret)
+    resolver = _Resolver(endpoints, service_env, generated, new_secret, datastores or {})
     for entry in spec.env_vars:
         if entry.from_group is not None:
             for item in groups.get(entry.from_group, ()):
@@ -328,6 +383,7 @@ class _Resolver:
     service_env: Mapping[str, Mapping[str, str]]
     previous: Mapping[str, str]
     new_secret: Callable[[], str]
+    datastores: Mapping[str, Mapping[str, str]]
     values: dict[str, str] = field(default_factory=dict)
     generated: dict[str, str] = field(default_factory=dict)
     unset: dict[str, str] = field(default_factory=dict)
@@ -343,13 +399,29 @@ class _Resolver:
         elif not entry.sync:
             self.unset[key] = "sync: false, the operator supplies the value"
         elif entry.from_database is not None:
-            name = entry.from_database[0]
-            self.unset[key] = f"fromDatabase '{name}': managed databases are not supported yet"
+            name, prop = entry.from_database
+            value = self._from_datastore(key, name, prop, "database")
+        elif entry.from_service is not None and entry.from_service.type == "keyvalue":
+            ref = entry.from_service
+            if ref.env_var_key is not None:
+                self.unset[key] = f"Key Value '{ref.name}' has no env vars (envVarKey)"
+            else:
+                value = self._from_datastore(key, ref.name, str(ref.property), "Key Value")
         elif entry.from_service is not None:
             value = self._from_service(key, entry.from_service)
         if value is not None:
             self.values[key] = value
             self.unset.pop(key, None)
+
+    def _from_datastore(self, key: str, name: str, prop: str, what: str) -> str | None:
+        properties = self.datastores.get(name)
+        if properties is None:
+            self.unset[key] = f"{what} '{name}' does not exist in Shipyard"
+            return None
+        value = properties.get(prop)
+        if value is None:
+            self.unset[key] = f"{what} '{name}' has no property '{prop}'"
+        return value
 
     def _from_service(self, key: str, ref: FromService) -> str | None:
         if ref.env_var_key is not None:

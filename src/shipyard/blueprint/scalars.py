@@ -3,6 +3,7 @@ were written, and the field validators the raw models share (model.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from typing import Annotated, Any, Literal
@@ -187,6 +188,36 @@ def _hostname(value: str) -> str:
     return host
 
 
+def _cidr(value: str) -> str:
+    """An ipAllowList source: an IPv4 or IPv6 address or CIDR block, normalized."""
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise _fail(
+            f"{value!r} is not an IP address or CIDR block (for example '203.0.113.0/24', "
+            "'0.0.0.0/0' for everyone)"
+        ) from None
+
+
+_PG_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _pg_name(value: str) -> str:
+    """A PostgreSQL database or role name Shipyard creates: a lowercase SQL identifier that
+    needs no quoting anywhere (connection strings, psql, pg_hba)."""
+    if not _PG_NAME.fullmatch(value):
+        raise _fail(
+            f"{value!r} is not a valid name: 1-63 lowercase letters, digits or '_', not "
+            "starting with a digit"
+        )
+    if value in RESERVED_ROLES or value.startswith("pg_"):
+        raise _fail(f"{value!r} is reserved: Shipyard and PostgreSQL use it themselves")
+    return value
+
+
+RESERVED_ROLES = frozenset({"postgres", "replicator", "template0", "template1", "public"})
+
+
 class YamlInt(int):
     """An integer scalar that remembers how it was written (``010``, ``0x1F``, ``1_000``)."""
 
@@ -252,6 +283,8 @@ Command = Annotated[str, AfterValidator(_command)]
 RootDir = Annotated[str, AfterValidator(_root_dir)]
 HealthPath = Annotated[str, AfterValidator(_health_path)]
 Hostname = Annotated[str, AfterValidator(_hostname)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+PgName = Annotated[str, AfterValidator(_pg_name)]
 Runtime = Literal["docker", "elixir", "go", "image", "node", "python", "ruby", "rust", "static"]
 Percent = Annotated[int, Field(ge=1, le=90)]
 EnvValue = Annotated[str, BeforeValidator(_scalar), AfterValidator(_env_value)]

@@ -78,6 +78,7 @@ class ServiceSpec:
     domains: tuple[str, ...] = ()
     health_check_timeout_seconds: float | None = None  # shipyard.yaml extension
     drain_timeout_seconds: float | None = None  # shipyard.yaml extension
+    backup_before_deploy: bool = False  # shipyard.yaml extension
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tuples become lists), for the API."""
@@ -134,3 +135,64 @@ def _parse_stored(text: str) -> ServiceSpec:
 
 
 _SPEC: TypeAdapter[ServiceSpec] = TypeAdapter(ServiceSpec)
+
+
+# --- datastores -------------------------------------------------------------------------------
+
+DEFAULT_BACKUP_SCHEDULE = "0 3 * * *"  # daily, 03:00 UTC
+DEFAULT_DRILL_SCHEDULE = "0 4 * * 0"  # weekly, Sunday 04:00 UTC
+
+
+@dataclass(frozen=True)
+class BackupPolicy:
+    """When a datastore is backed up and how long backups are kept (the ``backups`` extension
+    of shipyard.yaml; these defaults otherwise)."""
+
+    schedule: str = DEFAULT_BACKUP_SCHEDULE  # cron, UTC: full/differential backups
+    retention_days: int = 30  # backups kept this long
+    pitr_retention_days: int = 7  # point-in-time recovery possible this far back (Postgres)
+    drill_schedule: str = DEFAULT_DRILL_SCHEDULE  # restore drills (Postgres)
+    offsite: bool = True  # also to the S3 repository, when one is configured
+
+
+@dataclass(frozen=True)
+class AllowedSource:
+    """An ipAllowList entry: a CIDR block (normalized) and its description."""
+
+    cidr: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DatastoreSpec:
+    """A PostgreSQL database (``databases:``) or a Key Value instance (``type: keyvalue``),
+    normalized. Databases and Key Value share one namespace in Shipyard: `shipyard db NAME`
+    addresses either."""
+
+    name: str
+    kind: str  # "postgres" | "keyvalue"
+    plan: str | None = None
+    ip_allow_list: tuple[AllowedSource, ...] = ()  # () = internal only (loopback)
+    backups: BackupPolicy = BackupPolicy()
+    # postgres
+    database_name: str = ""
+    user: str = ""
+    version: str | None = None  # postgresMajorVersion; None = the newest installed
+    disk_size_gb: int | None = None
+    read_replicas: tuple[str, ...] = ()
+    primary: str | None = None  # set on a read replica: the database it follows
+    # keyvalue
+    maxmemory_policy: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DatastoreSpec:
+        return _DATASTORE.validate_python(json.loads(text))
+
+    def config_digest(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+
+_DATASTORE: TypeAdapter[DatastoreSpec] = TypeAdapter(DatastoreSpec)

@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from shipyard import __version__
+from shipyard.cli.common import client, json_option, settings
 from shipyard.cli.daemonctl import health, other_shipyard, same_home, start_detached
+from shipyard.cli.data import register as register_data_commands
 from shipyard.cli.output import (
     ago,
     emit_json,
@@ -27,7 +29,6 @@ from shipyard.errors import (
     UsageError,
     error_from_dict,
 )
-from shipyard.settings import Settings
 
 
 class Group(click.Group):
@@ -47,27 +48,6 @@ class Group(click.Group):
         except ShipyardError as exc:
             click.secho(f"error: {exc.message}", fg="red", err=True)
             ctx.exit(exc.exit_code)
-
-
-def settings() -> Settings:
-    return Settings.from_env()
-
-
-def client() -> Client:
-    """The API client of this invocation: ``obj`` of the click context when one is given (a
-    callable returning a Client: how in-process CLI tests reach a TestClient), else one to the
-    daemon of SHIPYARD_HOME."""
-    ctx = click.get_current_context(silent=True)
-    factory = ctx.find_root().obj if ctx is not None else None
-    if callable(factory):
-        made = factory()
-        if not isinstance(made, Client):
-            raise TypeError(f"the CLI's context object made {made!r}, not a Client")
-        return made
-    return Client(settings())
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 @click.group(cls=Group)
@@ -361,6 +341,9 @@ def logs(
     else:
         for line in out:
             click.echo(line)
+
+
+register_data_commands(cli)
 
 
 def main() -> None:

@@ -78,8 +78,21 @@ def print_plan(plan: PlanView) -> None:
                 f"    {step.service} ({step.type}): redeploy "
                 "(config unchanged; rebuilds the source)"
             )
+    for d in plan.datastores:
+        what = "Key Value" if d.kind == "keyvalue" else "database"
+        if d.action == "create":
+            click.echo(f"  + {d.name} ({what}): create")
+        elif d.action == "update":
+            click.echo(f"  ~ {d.name} ({what}): update {', '.join(d.changes)}")
+        else:
+            click.echo(f"    {d.name} ({what}): unchanged")
     for name in plan.orphans:
         click.echo(f"  ! {name}: no longer in the Blueprint (kept running)")
+    for name in plan.kept_datastores:
+        click.echo(
+            f"  ! {name}: no longer in the Blueprint (kept, with its data; "
+            f"`shipyard db delete {name} --yes` deletes it)"
+        )
     for problem in plan.problems:
         click.secho(f"  x {problem}", fg="red")
     for notice in plan.notices:

@@ -34,6 +34,7 @@ from shipyard.apimodels import (
     ServiceView,
     ShutdownAccepted,
 )
+from shipyard.controlplane.dataviews import add_routes as add_datastore_routes
 from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.views import events_page, operation_view, release_view, service_view
 from shipyard.errors import LimitExceeded, ShipyardError, Unauthorized
@@ -257,6 +258,8 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
             stream = follow_logs(ctx, name, build=build, lines=lines, release=release)
             return StreamingResponse(stream, media_type="text/plain")
         return LogLines(lines=read_logs(ctx, name, build=build, lines=lines, release=release))
+
+    add_datastore_routes(app, ctx, guarded, _COMMON)
 
     @app.post("/v1/shutdown", dependencies=guarded, status_code=202, responses=_COMMON)
     def stop(stop_services: bool = True) -> ShutdownAccepted:

@@ -21,14 +21,19 @@ import uvicorn
 from shipyard.clock import SystemClock
 from shipyard.context import Context
 from shipyard.controlplane.api import create_app
+from shipyard.controlplane.datastate import DataState
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
+from shipyard.data.supervise import DataSupervisor
+from shipyard.data.supervise import bring_up as bring_up_datastores
+from shipyard.data.supervise import stop_all as stop_datastores
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.logfiles import MISSING_LOGD, find_logd
 from shipyard.drivers.local.ports import bind_exclusive, listening_holder, port_free
 from shipyard.drivers.local.process import LocalProcesses
+from shipyard.drivers.postgres.engine import PostgresEngine
 from shipyard.errors import Conflict, ShipyardError
 from shipyard.records import OF_RELEASE, OperationKind
 from shipyard.release.files import make_private
@@ -42,25 +47,34 @@ SHUTDOWN_WAIT_S = 120.0  # how long `down` waits for running operations
 
 
 OWN_ENTRIES = frozenset(
-    ("services", "haproxy", "toolchains", "tmp", "token", "secret.key", "daemon.lock",
+    ("services", "data", "haproxy", "toolchains", "tmp", "token", "secret.key", "daemon.lock",
      "daemon.pid", "daemon-log", "daemon.log", ".reserve")
 )  # fmt: skip
 OWN_PREFIXES = ("state.db",)
+HOME_MODE = 0o711
 
 
 def secure_home(home: Path) -> None:
-    """Make SHIPYARD_HOME private: the directory 0700, and everything this process (and the
-    builds and instances it starts) creates 0600/0700 (umask 077). A home made before files
-    were private gets every existing file's group and other bits removed, once."""
+    """Make SHIPYARD_HOME private: everything this process (and the builds and instances it
+    starts) creates 0600/0700 (umask 077). The home itself and its ``data`` directory are 0711:
+    traversable, not listable, so a datastore's server account reaches its own directory (and
+    nothing else). A home made before files were private gets every existing file's group and
+    other bits removed, once."""
     os.umask(0o077)
     home.mkdir(parents=True, exist_ok=True)
-    if stat.S_IMODE(home.stat().st_mode) != 0o700:
+    if stat.S_IMODE(home.stat().st_mode) not in (0o700, HOME_MODE):
         # Only what Shipyard keeps there: SHIPYARD_HOME may be a directory shared with other
-        # things (set to $HOME, say), whose modes are not ours to change.
+        # things (set to $HOME, say), whose modes are not ours to change. Datastores' files
+        # belong to their servers' accounts and keep their modes.
         for entry in home.iterdir():
-            if entry.name in OWN_ENTRIES or entry.name.startswith(OWN_PREFIXES):
+            if entry.name != "data" and (
+                entry.name in OWN_ENTRIES or entry.name.startswith(OWN_PREFIXES)
+            ):
                 make_private(entry)
-        os.chmod(home, 0o700)
+    os.chmod(home, HOME_MODE)
+    data = home / "data"
+    data.mkdir(exist_ok=True)
+    os.chmod(data, HOME_MODE)
 
 
 def ensure_token(path: Path) -> str:
@@ -120,9 +134,12 @@ class Daemon:
             runtime=LocalProcesses(clock),
             edge=edge,
             clock=clock,
+            data=DataState(db, clock),
+            engines={"postgres": PostgresEngine()},
         )
         self.engine = Engine(self.ctx)
         self.supervisor = Supervisor(self.ctx, self.engine.claims)
+        self.data_supervisor = DataSupervisor(self.ctx, self.engine.claims)
         self.server: uvicorn.Server | None = None
 
     def converge(self) -> None:
@@ -154,10 +171,12 @@ class Daemon:
                 self.engine.closing = True
                 self.supervisor.stop()
                 held = self.engine.claim_all("shutdown", timeout_s=SHUTDOWN_WAIT_S)
+                self.data_supervisor.stop()
                 self.ctx.edge.stop()
                 instances = self.ctx.state.instances()
                 stop_all(self.ctx, instances, grace_s=10.0)
                 log.info("stopped %d instance(s) and HAProxy", len(instances))
+                stop_datastores(self.ctx)  # after the apps that use them
                 self.engine.claims.free(held, "shutdown")
             if self.server is not None:
                 self.server.should_exit = True
@@ -186,9 +205,11 @@ class Daemon:
             api_socket = self._claim_ports()
             sockets.append(api_socket)
             self.ctx.disk.ensure_reserve()
+            bring_up_datastores(self.ctx)  # before the apps that use them
             recover(self.ctx)
             self.converge()  # before the supervisor, so its restarts cannot hold a claim yet
             self.supervisor.start()
+            self.data_supervisor.start()
             app = create_app(self.engine, token, self.shutdown)
             config = uvicorn.Config(
                 app,
@@ -207,6 +228,7 @@ class Daemon:
             self.server.run(sockets=[api_socket])
         finally:
             self.supervisor.stop()
+            self.data_supervisor.stop()
             for sock in sockets:  # a start-up that failed must not keep the port
                 sock.close()
             self.settings.daemon_pid_path.unlink(missing_ok=True)

@@ -107,6 +107,33 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE instances ADD COLUMN assigned_port INTEGER;
     """,
+    # 6: managed datastores (PostgreSQL, Key Value) and their secrets
+    """
+    CREATE TABLE datastores (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        spec_json TEXT NOT NULL,
+        version TEXT NOT NULL,
+        port INTEGER NOT NULL UNIQUE,
+        dir TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        pid INTEGER,
+        start_time INTEGER,
+        blueprint_path TEXT NOT NULL DEFAULT '',
+        origin TEXT NOT NULL DEFAULT 'blueprint',
+        restarts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        started_at REAL
+    );
+    CREATE TABLE datastore_secrets (
+        datastore TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value_enc BLOB NOT NULL,
+        PRIMARY KEY (datastore, key)
+    );
+    """,
 ]
 
 

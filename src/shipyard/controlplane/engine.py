@@ -16,12 +16,13 @@ from dataclasses import replace
 from shipyard.apimodels import DeployAccepted, PlanView, RollbackAccepted, ScaleAccepted
 from shipyard.blueprint.load import LoadedBlueprint
 from shipyard.blueprint.refs import dependency_waves
-from shipyard.blueprint.spec import ServiceSpec
+from shipyard.blueprint.spec import DatastoreSpec, ServiceSpec
 from shipyard.builds.build import BuildRequest, build_release
 from shipyard.clock import poll_while
 from shipyard.context import Context, Emit
 from shipyard.controlplane.outcomes import durably, explain
 from shipyard.controlplane.views import plan_view
+from shipyard.data import lifecycle
 from shipyard.errors import (
     Conflict,
     EdgeError,
@@ -29,7 +30,7 @@ from shipyard.errors import (
     ShipyardError,
     UsageError,
 )
-from shipyard.plan.plan import Plan, make_plan
+from shipyard.plan.plan import Plan, make_plan, plan_datastores
 from shipyard.records import (
     OperationKind,
     OperationStatus,
@@ -49,6 +50,20 @@ from shipyard.run.scale import scale_to
 from shipyard.source.open import Source, open_source, source_from_text
 
 log = logging.getLogger("shipyard.engine")
+OK = ServiceOutcome("ok")
+
+
+def _references(spec: ServiceSpec) -> list[tuple[str, str]]:
+    """(what, name) of each datastore ``spec`` reads connection details of: fromDatabase, and
+    fromService of a Key Value instance."""
+    refs = [("database", e.from_database[0]) for e in spec.env_vars if e.from_database]
+    refs += [("Key Value", e.from_service.name) for e in spec.env_vars
+             if e.from_service and e.from_service.type == "keyvalue"]  # fmt: skip
+    return list(dict.fromkeys(refs))
+
+
+def _datastores_used(spec: ServiceSpec) -> set[str]:
+    return {name for _, name in _references(spec)}
 
 
 class Engine:
@@ -144,7 +159,28 @@ class Engine:
         specs = {s.name: s.stored(self.ctx.box.digest) for s in loaded.services}
         plan = make_plan(loaded.services, specs, live, known, from_blueprint)
         problem = self._edge_problem(loaded, specs)
-        return replace(plan, problems=(*plan.problems, problem)) if problem else plan
+        stores = self.ctx.data.datastores()
+        data = plan_datastores(
+            loaded.datastores,
+            {d.name: (d.spec, d.version) for d in stores},
+            [d.name for d in stores if d.blueprint_path == source.blueprint_id],
+        )
+        problems = [*plan.problems, *([problem] if problem else []), *data.problems]
+        defined = {d.name for d in stores} | {d.name for d in loaded.datastores}
+        for service in loaded.services:
+            problems += [
+                f"service '{service.name}' reads {what} '{name}', which is neither in this "
+                "Blueprint nor in Shipyard: define it under "
+                f"{'databases' if what == 'database' else 'services (type: keyvalue)'}, or "
+                "correct the name"
+                for what, name in _references(service)
+                if name not in defined
+            ]
+        for step in data.steps:
+            spec = loaded.datastore(step.name)
+            if step.action == "create" and spec is not None:
+                problems += lifecycle.spec_problems(self.ctx, spec)
+        return replace(plan, problems=tuple(problems), datastores=data)
 
     def _edge_problem(self, loaded: LoadedBlueprint, specs: dict[str, ServiceSpec]) -> str:
         """What the edge would refuse in the routing table this Blueprint produces (a bad
@@ -217,17 +253,20 @@ class Engine:
                     f"it defines: {', '.join(names) or 'no service'}."
                 )
             names = [n for n in names if n in only]
-        if not names:
+        stores = [d.name for d in loaded.datastores]
+        if not names and not stores:
             raise UsageError(
                 f"{loaded.path.name} defines no service Shipyard can run yet.",
                 fields={"notices": [n.message for n in loaded.notices]},
             )
         self.ctx.disk.require()  # refused at once (507) when the disk is already short
-        deploy_id = self._open(OperationKind.DEPLOY, ",".join(names), names)
+        claimed = [*names, *(lifecycle.claim_key(n) for n in stores)]
+        target = ",".join([*names, *(f"db:{n}" for n in stores)])
+        deploy_id = self._open(OperationKind.DEPLOY, target, claimed)
         try:
             self._register_services(source, names)
         except BaseException as exc:
-            self._free(names, deploy_id)
+            self._free(claimed, deploy_id)
             self.ctx.state.finish_deploy(deploy_id, OperationStatus.FAILED, str(exc), {})
             raise
         for notice in loaded.notices:
@@ -241,7 +280,7 @@ class Engine:
             finally:
                 source.cleanup()
 
-        self._spawn(deploy_id, names, work)
+        self._spawn(deploy_id, claimed, work)
         return DeployAccepted(id=deploy_id, **plan_view(source, plan).model_dump())
 
     def _register_services(self, source: Source, names: list[str]) -> None:
@@ -270,6 +309,8 @@ class Engine:
         """Deploy wave by wave (a service after those it references); the services of one
         wave at the same time, up to ``settings.deploy_concurrency``. One service failing
         never stops the others."""
+        stores = self._apply_datastores(deploy_id, source)
+        missing = {n[3:]: r.error for n, r in stores.items() if r.status != "ok"}
         results: dict[str, ServiceOutcome] = {}
         resolved: dict[str, dict[str, str]] = {}
         env_lock = threading.Lock()  # env resolution reads what earlier services stored
@@ -280,10 +321,42 @@ class Engine:
             workers = max(1, min(self.ctx.settings.deploy_concurrency, len(todo)))
             with ThreadPoolExecutor(workers, thread_name_prefix=f"op-{deploy_id}") as pool:
                 outcomes = pool.map(
-                    lambda n: self._deploy_one(deploy_id, source, n, resolved, env_lock), todo
+                    lambda n: self._deploy_one(deploy_id, source, n, resolved, env_lock, missing),
+                    todo,
                 )
                 results.update(zip(todo, outcomes, strict=True))
-        return {n: results[n] for n in names}
+        return {**stores, **{n: results[n] for n in names}}
+
+    def _apply_datastores(self, deploy_id: int, source: Source) -> dict[str, ServiceOutcome]:
+        """Create, update and start the Blueprint's datastores before any service (services
+        read their connection strings); primaries before their replicas, the rest at once."""
+        specs = source.loaded.datastores
+        out: dict[str, ServiceOutcome] = {}
+
+        def one(spec: DatastoreSpec) -> ServiceOutcome:
+            emit = self.emitter(deploy_id, spec.name)
+            if spec.primary and out.get(f"db:{spec.primary}", OK).status != "ok":
+                reason = f"its primary '{spec.primary}' is not available"
+                emit(reason, "error")
+                return ServiceOutcome("failed", error=reason, code="deploy_failed")
+            try:
+                lifecycle.apply(self.ctx, spec, source.blueprint_id, emit)
+                return OK
+            except Exception as exc:
+                error = explain(self.ctx, exc, during=f"the creation of {spec.name}")
+                if not isinstance(exc, ShipyardError):
+                    log.exception("datastore %s failed", spec.name)
+                durably(self.ctx, lambda: emit(error.message, "error"))
+                return ServiceOutcome("failed", error=error.message, code=error.code)
+
+        for wave in ([s for s in specs if not s.primary], [s for s in specs if s.primary]):
+            if not wave:
+                continue
+            with ThreadPoolExecutor(
+                min(4, len(wave)), thread_name_prefix=f"op-{deploy_id}"
+            ) as pool:
+                out.update(zip((f"db:{s.name}" for s in wave), pool.map(one, wave), strict=True))
+        return out
 
     def _deploy_one(
         self,
@@ -292,9 +365,17 @@ class Engine:
         name: str,
         resolved: dict[str, dict[str, str]],
         env_lock: threading.Lock,
+        missing: dict[str, str],
     ) -> ServiceOutcome:
         spec = source.loaded.service(name)
         emit = self.emitter(deploy_id, name)
+        needs = sorted(_datastores_used(spec) & set(missing))
+        if needs:
+            reason = f"{name}: not deployed: " + "; ".join(
+                f"'{n}' is not available ({missing[n].splitlines()[0]})" for n in needs
+            )
+            emit(reason, "error")
+            return ServiceOutcome("failed", error=reason, code="deploy_failed")
         try:
             with env_lock:
                 env = resolve_service_env(self.ctx, source.loaded, spec, resolved, emit)

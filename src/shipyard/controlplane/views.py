@@ -4,6 +4,7 @@ listed by key only."""
 from __future__ import annotations
 
 from shipyard.apimodels import (
+    DatastoreStepView,
     EventsPage,
     EventView,
     InstanceView,
@@ -169,4 +170,9 @@ def plan_view(source: Source, plan: Plan) -> PlanView:
             NoticeView(location=n.location, path=n.path, message=n.message)
             for n in source.loaded.notices
         ],
+        datastores=[
+            DatastoreStepView(name=d.name, kind=d.kind, action=d.action, changes=list(d.changes))
+            for d in plan.datastores.steps
+        ],
+        kept_datastores=list(plan.datastores.kept),
     )

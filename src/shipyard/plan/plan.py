@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
-from shipyard.blueprint.spec import ServiceSpec
+from shipyard.blueprint.spec import DatastoreSpec, ServiceSpec
 
 Action = Literal["create", "update", "redeploy"]
 # Fields a person recognises, in Blueprint spelling, for "what changed".
@@ -25,6 +25,7 @@ FIELD_NAMES = {
     "domains": "domains",
     "health_check_timeout_seconds": "healthCheckTimeoutSeconds",
     "drain_timeout_seconds": "drainTimeoutSeconds",
+    "backup_before_deploy": "backupBeforeDeploy",
 }
 
 
@@ -41,6 +42,7 @@ class Plan:
     steps: tuple[PlanStep, ...]
     orphans: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default_factory=tuple)
+    datastores: DatastorePlan = field(default_factory=lambda: DatastorePlan())
 
 
 def make_plan(
@@ -85,3 +87,82 @@ def make_plan(
     wanted = {s.name for s in services}
     orphans = tuple(sorted(n for n in blueprint_services if n not in wanted))
     return Plan(steps=tuple(steps), orphans=orphans, problems=tuple(problems))
+
+
+# --- datastores -------------------------------------------------------------------------------
+
+DatastoreAction = Literal["create", "update", "unchanged"]
+# What can change on a datastore after it is created, in Blueprint spelling.
+DATASTORE_FIELDS = {
+    "plan": "plan",
+    "ip_allow_list": "ipAllowList",
+    "backups": "backups",
+    "maxmemory_policy": "maxmemoryPolicy",
+    "disk_size_gb": "diskSizeGB",
+    "read_replicas": "readReplicas",
+}
+# ... and what cannot (Render fixes them at creation too).
+DATASTORE_FIXED = {"kind": "type", "database_name": "databaseName", "user": "user",
+                   "primary": "primary"}  # fmt: skip
+RESTART_FIELDS = frozenset({"plan", "ipAllowList", "maxmemoryPolicy"})
+
+
+@dataclass(frozen=True)
+class DatastoreStep:
+    name: str
+    kind: str
+    action: DatastoreAction
+    changes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatastorePlan:
+    steps: tuple[DatastoreStep, ...] = ()
+    kept: tuple[str, ...] = ()  # declared by this Blueprint before, absent now: kept
+    problems: tuple[str, ...] = ()
+
+
+def datastore_changes(new: DatastoreSpec, old: DatastoreSpec) -> tuple[str, ...]:
+    return tuple(name for f, name in DATASTORE_FIELDS.items() if getattr(new, f) != getattr(old, f))
+
+
+def datastore_problems(new: DatastoreSpec, old: DatastoreSpec, old_version: str) -> list[str]:
+    what = "Key Value" if old.kind == "keyvalue" else "database"
+    problems = [
+        f"{what} '{new.name}': {name} is {getattr(old, f)!r} in Shipyard and "
+        f"{getattr(new, f)!r} in the Blueprint; it cannot change once created (restore into "
+        "a new database with `shipyard db restore --as` instead)"
+        for f, name in DATASTORE_FIXED.items()
+        if getattr(new, f) != getattr(old, f)
+    ]
+    if new.kind == old.kind == "postgres" and new.version not in (None, old_version):
+        problems.append(
+            f"database '{new.name}': postgresMajorVersion is {old_version} in Shipyard and "
+            f"{new.version} in the Blueprint; a major upgrade in place is not supported yet: "
+            "restore into a new database instead"
+        )
+    return problems
+
+
+def plan_datastores(
+    specs: Sequence[DatastoreSpec],
+    existing: Mapping[str, tuple[DatastoreSpec, str]],
+    declared_here: Sequence[str] = (),
+) -> DatastorePlan:
+    """``existing``: datastore -> (its spec, its version); ``declared_here``: datastores this
+    Blueprint declared before (those missing now are kept, never deleted)."""
+    steps, problems = [], []
+    for spec in specs:
+        found = existing.get(spec.name)
+        if found is None:
+            steps.append(DatastoreStep(spec.name, spec.kind, "create"))
+            continue
+        old, version = found
+        problems += datastore_problems(spec, old, version)
+        changed = datastore_changes(spec, old)
+        steps.append(
+            DatastoreStep(spec.name, spec.kind, "update" if changed else "unchanged", changed)
+        )
+    wanted = {s.name for s in specs}
+    kept = tuple(sorted(n for n in declared_here if n not in wanted))
+    return DatastorePlan(tuple(steps), kept, tuple(problems))

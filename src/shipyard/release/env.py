@@ -9,6 +9,7 @@ from shipyard.blueprint.refs import Endpoint, resolve_env
 from shipyard.blueprint.spec import ServiceSpec
 from shipyard.builds.environment import compose_env, release_toolchain
 from shipyard.context import Context, Emit
+from shipyard.data import lifecycle
 from shipyard.records import Release, Service
 from shipyard.release.store import release_paths, service_paths
 
@@ -37,8 +38,9 @@ def resolve_service_env(
     shared = ctx.state.generated_values(GROUP_OWNER)
     previous = {k: ctx.box.decrypt(v) for k, v in {**own, **shared}.items()}
     result = resolve_env(
-        spec, groups=loaded.groups, endpoints=endpoints, service_env=service_env, generated=previous
-    )
+        spec, groups=loaded.groups, endpoints=endpoints, service_env=service_env,
+        generated=previous, datastores=lifecycle.connections(ctx),
+    )  # fmt: skip
     new_own = {
         k: ctx.box.encrypt(v)
         for k, v in result.generated.items()

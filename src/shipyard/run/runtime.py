@@ -71,8 +71,9 @@ class Runtime(Protocol):
     def stop(self, handle: ProcessHandle, grace_s: float, sig: int = signal.SIGTERM) -> ExitStatus:
         """``sig`` (SIGTERM; PostgreSQL's fast shutdown is SIGINT) to the handle's process
         group, wait up to ``grace_s`` for the leader, SIGKILL what is left; return the final
-        status. Blocks up to ``grace_s`` plus a bounded wait after SIGKILL. Idempotent: stopping a gone (or recycled) handle signals nothing and
-        returns its status. Raises RuntimeFailure only if the group may not be signalled."""
+        status. Blocks up to ``grace_s`` plus a bounded wait after SIGKILL. Idempotent:
+        stopping a gone (or recycled) handle signals nothing and returns its status. Raises
+        RuntimeFailure only if the group may not be signalled."""
         ...
 
     def run(self, spec: ProcessSpec, timeout_s: float) -> int:

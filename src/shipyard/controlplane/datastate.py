@@ -1,0 +1,113 @@
+"""Managed datastores in SQLite: their rows and their (encrypted) secrets. Implements the
+DataStore protocol (store.py); one short transaction per method."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from shipyard.blueprint.spec import DatastoreSpec
+from shipyard.clock import Clock
+from shipyard.controlplane.db import Database
+from shipyard.errors import Conflict, NotFound
+from shipyard.records import Datastore, DatastoreStatus
+
+_COLUMNS = frozenset(
+    ("status", "reason", "pid", "start_time", "blueprint_path", "restarts", "started_at",
+     "version", "origin")
+)  # fmt: skip
+
+
+def datastore_row(row: dict[str, Any]) -> Datastore:
+    return Datastore(
+        name=row["name"],
+        kind=row["kind"],
+        spec=DatastoreSpec.from_json(row["spec_json"]),
+        version=row["version"],
+        port=int(row["port"]),
+        dir=row["dir"],
+        status=DatastoreStatus(row["status"]),
+        reason=row["reason"],
+        pid=row["pid"],
+        start_time=row["start_time"],
+        blueprint_path=row["blueprint_path"],
+        origin=row["origin"],
+        restarts=int(row["restarts"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+    )
+
+
+class DataState:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    def datastore(self, name: str) -> Datastore:
+        found = self.find_datastore(name)
+        if found is None:
+            names = [d.name for d in self.datastores()]
+            known = f" Known: {', '.join(names)}." if names else " There is none yet."
+            raise NotFound(
+                f"No database or Key Value named {name!r}.{known}", fields={"datastore": name}
+            )
+        return found
+
+    def find_datastore(self, name: str) -> Datastore | None:
+        row = self.db.one("SELECT * FROM datastores WHERE name = ?", name)
+        return datastore_row(row) if row is not None else None
+
+    def datastores(self) -> list[Datastore]:
+        return [datastore_row(r) for r in self.db.all("SELECT * FROM datastores ORDER BY name")]
+
+    def add_datastore(
+        self, spec: DatastoreSpec, version: str, port: int, dir: str, blueprint_path: str,
+        origin: str, secrets: dict[str, bytes],
+    ) -> Datastore:  # fmt: skip
+        now = self.clock.now()
+        try:
+            with self.db.tx() as conn:
+                conn.execute(
+                    "INSERT INTO datastores (name, kind, spec_json, version, port, dir, status,"
+                    " blueprint_path, origin, created_at, updated_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (spec.name, spec.kind, spec.to_json(), version, port, dir,
+                     DatastoreStatus.CREATING, blueprint_path, origin, now, now),
+                )  # fmt: skip
+                conn.executemany(
+                    "INSERT OR REPLACE INTO datastore_secrets VALUES (?,?,?)",
+                    [(spec.name, key, value) for key, value in secrets.items()],
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(
+                f"Cannot create {spec.name!r}: a database or Key Value of that name, or one on "
+                f"port {port}, exists already.",
+                fields={"datastore": spec.name, "port": port},
+            ) from exc
+        return self.datastore(spec.name)
+
+    def update_datastore(self, name: str, **values: Any) -> None:
+        unknown = set(values) - _COLUMNS - {"spec"}
+        if unknown:
+            raise ValueError(f"not datastore columns: {sorted(unknown)}")
+        if "spec" in values:
+            values["spec_json"] = values.pop("spec").to_json()
+        values["updated_at"] = self.clock.now()
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE datastores SET {sets} WHERE name = ?", *values.values(), name)
+
+    def datastore_ports(self) -> set[int]:
+        return {int(r["port"]) for r in self.db.all("SELECT port FROM datastores")}
+
+    def datastore_secrets(self, name: str) -> dict[str, bytes]:
+        rows = self.db.all("SELECT key, value_enc FROM datastore_secrets WHERE datastore=?", name)
+        return {r["key"]: bytes(r["value_enc"]) for r in rows}
+
+    def save_datastore_secret(self, name: str, key: str, value: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO datastore_secrets VALUES (?,?,?)", name, key, value)
+
+    def remove_datastore(self, name: str) -> None:
+        with self.db.tx() as conn:
+            conn.execute("DELETE FROM datastore_secrets WHERE datastore = ?", (name,))
+            conn.execute("DELETE FROM datastores WHERE name = ?", (name,))

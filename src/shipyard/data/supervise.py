@@ -1,0 +1,137 @@
+"""Keep datastores running: bring them up with the daemon (re-adopting servers that kept
+running, never restarting them), restart a server that died (with backoff), write the
+heartbeat that restore drills read back, and stop them all cleanly on `shipyard down`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from shipyard.context import Context, log_emitter
+from shipyard.data import lifecycle
+from shipyard.errors import ShipyardError
+from shipyard.records import Datastore, DatastoreStatus
+from shipyard.run.claims import Claims
+
+log = logging.getLogger("shipyard.data")
+HEARTBEAT_S = 60.0
+MAX_BACKOFF_S = 60.0
+
+
+def bring_up(ctx: Context) -> None:
+    """At daemon start: every datastore that is not running is started (in parallel); those
+    still running are re-adopted as they are. A datastore that cannot start is marked failed
+    with the reason; it never keeps the daemon down."""
+    todo = [ds for ds in ctx.data.datastores() if not lifecycle.running(ctx, ds)]
+    adopted = [ds.name for ds in ctx.data.datastores() if lifecycle.running(ctx, ds)]
+    if adopted:
+        log.info("re-adopted running datastore(s): %s", ", ".join(adopted))
+    # primaries first: a replica that was down streams from its primary
+    for wave in ([d for d in todo if not d.spec.primary], [d for d in todo if d.spec.primary]):
+        if wave:
+            with ThreadPoolExecutor(min(4, len(wave)), thread_name_prefix="data-up") as pool:
+                list(pool.map(lambda ds: _start_logged(ctx, ds), wave))
+
+
+def _start_logged(ctx: Context, ds: Datastore) -> None:
+    try:
+        lifecycle.start(ctx, ds, log_emitter(log))
+    except ShipyardError as exc:
+        log.error("%s: cannot start: %s", ds.label, exc.message)
+        ctx.data.update_datastore(ds.name, status=DatastoreStatus.FAILED, reason=exc.message)
+
+
+def stop_all(ctx: Context) -> None:
+    """`shipyard down`: every server stopped cleanly, replicas first."""
+    stores = sorted(ctx.data.datastores(), key=lambda d: d.spec.primary is None)
+    for ds in stores:
+        try:
+            lifecycle.stop(ctx, ds)
+        except ShipyardError as exc:
+            log.error("%s: cannot stop: %s", ds.label, exc.message)
+
+
+class DataSupervisor:
+    """A loop (one thread) that restarts datastores whose server died and writes heartbeats."""
+
+    def __init__(self, ctx: Context, claims: Claims, interval_s: float = 1.0) -> None:
+        self.ctx = ctx
+        self.claims = claims
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_try: dict[str, float] = {}
+        self._beat_at: dict[str, float] = {}
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="data-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.tick()
+            except Exception:  # the loop survives anything; the next tick retries
+                log.exception("data supervisor tick failed")
+
+    def tick(self) -> None:
+        now = self.ctx.clock.monotonic()
+        for ds in self.ctx.data.datastores():
+            if ds.status not in (DatastoreStatus.AVAILABLE, DatastoreStatus.RESTARTING):
+                continue
+            if lifecycle.running(self.ctx, ds):
+                if ds.kind == "postgres" and not ds.spec.primary:
+                    self._heartbeat(ds, now)
+                continue
+            if now >= self._next_try.get(ds.name, 0.0):
+                self._restart(ds, now)
+
+    def _heartbeat(self, ds: Datastore, now: float) -> None:
+        if now - self._beat_at.get(ds.name, float("-inf")) < HEARTBEAT_S:
+            return
+        self._beat_at[ds.name] = now
+        engine = self.ctx.engines.get(ds.kind)
+        beat = getattr(engine, "heartbeat", None)
+        if beat is None:
+            return
+        try:
+            beat(ds)
+        except Exception as exc:  # a busy or restarting server: the next minute retries
+            log.warning("%s: heartbeat not written: %s", ds.label, str(exc).splitlines()[0])
+
+    def _restart(self, ds: Datastore, now: float) -> None:
+        key = lifecycle.claim_key(ds.name)
+        with self._lock:
+            if ds.name in self._busy or not self.claims.try_claim(key, "data-supervisor"):
+                return
+            self._busy.add(ds.name)
+        delay = min(MAX_BACKOFF_S, 2.0 ** min(ds.restarts, 6))
+        self._next_try[ds.name] = now + delay
+        self.ctx.data.update_datastore(
+            ds.name, status=DatastoreStatus.RESTARTING, restarts=ds.restarts + 1,
+            reason="its server exited; restarting",
+        )  # fmt: skip
+        log.warning("%s: its server is not running; restarting it", ds.label)
+
+        def run() -> None:
+            try:
+                current = self.ctx.data.find_datastore(ds.name)
+                if current is not None and current.status == DatastoreStatus.RESTARTING:
+                    lifecycle.start(self.ctx, current, log_emitter(log))
+            except ShipyardError as exc:
+                log.error("%s: restart failed: %s", ds.label, exc.message)
+                self.ctx.data.update_datastore(ds.name, reason=exc.message)
+            finally:
+                with self._lock:
+                    self._busy.discard(ds.name)
+                self.claims.free([key], "data-supervisor")
+
+        threading.Thread(target=run, name=f"restart-{ds.name}", daemon=True).start()
