@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tests.integration.test_deploy import deploy, web
-from tests.support.harness import Project, Shipyard
+from tests.support.harness import Project, Shipyard, wait_for
 
 DB_ENV = """\
       - key: DATABASE_URL
@@ -48,6 +48,13 @@ def psql(url: str, query: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
+
+
+def try_psql(url: str, query: str) -> str | None:
+    done = subprocess.run(
+        ["psql", url, "-AtXqc", query], capture_output=True, text=True, timeout=30, check=False
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def app_env(sy: Shipyard, service: str, key: str) -> str:
@@ -153,3 +160,53 @@ def test_bad_datastore_input_is_refused_and_changes_nothing(
     assert result.code == 3 and "backups: is a Shipyard extension" in result.err, result.text
     with shipyard.client() as c:
         assert c.datastores() == [] and all(s.name != "lost" for s in c.services())
+
+
+def test_a_read_replica_streams_from_its_primary(shipyard: Shipyard, project: Project) -> None:
+    bp = project.blueprint(
+        "services:\n"
+        + web("reader", "v1", instances=1, extra_env="""\
+      - key: DATABASE_URL
+        fromDatabase: {name: main-db, property: connectionString}
+      - key: READ_URL
+        fromDatabase: {name: main-db-replica, property: connectionString}
+""")
+        + """
+databases:
+  - name: main-db
+    readReplicas:
+      - name: main-db-replica
+"""
+    )  # fmt: skip
+    deploy(shipyard, bp)
+    url, read_url = (app_env(shipyard, "reader", k) for k in ("DATABASE_URL", "READ_URL"))
+    assert url != read_url
+    psql(url, "CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 100)")
+    assert wait_for(lambda: try_psql(read_url, "SELECT count(*) FROM t") == "100", timeout=20)
+    assert psql(read_url, "SELECT pg_is_in_recovery()") == "t"
+    refused = subprocess.run(["psql", read_url, "-c", "INSERT INTO t VALUES (1)"],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert "read-only transaction" in refused.stderr
+    replica = datastore(shipyard, "main-db-replica")
+    assert replica["primary"] == "main-db" and replica["status"] == "available"
+    assert isinstance(replica["replication_lag_seconds"], float)
+    assert replica["replication_lag_seconds"] < 30
+    assert datastore(shipyard, "main-db")["replicas"] == ["main-db-replica"]
+
+
+def test_a_crashed_database_server_is_restarted(shipyard: Shipyard, project: Project) -> None:
+    bp = project.blueprint("databases:\n  - name: crashy\n", name="shipyard.yaml")
+    deploy(shipyard, bp)
+    before = datastore(shipyard, "crashy")
+    url = shipyard.ok("psql", "crashy", "--", "-AtXc", "SELECT 1").out.strip()
+    assert url == "1"
+    psutil.Process(int(str(before["pid"]))).kill()  # the postmaster, SIGKILL
+
+    def restarted() -> dict[str, object] | None:
+        now = datastore(shipyard, "crashy")
+        back = now["status"] == "available" and now["running"]
+        return now if back and now["pid"] != before["pid"] else None
+
+    after = wait_for(restarted, timeout=60)
+    assert after["restarts"] == 1
+    assert shipyard.ok("psql", "crashy", "--", "-AtXc", "SELECT 2").out.strip() == "2"
