@@ -128,6 +128,16 @@ ServiceStatus = Literal[
 ]
 
 
+class ServiceDiskView(Model):
+    name: str
+    mount_path: str
+    size_gb: int
+    used_bytes: int
+    enforced: bool = Field(
+        description="the size is a hard limit (its own filesystem), not only reported"
+    )
+
+
 class ServiceView(Model):
     name: str
     type: str
@@ -154,6 +164,7 @@ class ServiceView(Model):
     internal_hostport: str | None = Field(
         None, description="web and private services: the address other services use"
     )
+    disk: ServiceDiskView | None = Field(None, description="its persistent disk, if any")
 
 
 class ReleaseView(Model):
@@ -271,7 +282,7 @@ class ShutdownAccepted(Model):
 
 # -- datastores ------------------------------------------------------------------------------
 
-DatastoreStatusName = Literal["creating", "available", "restarting", "stopped", "failed"]
+DatastoreStatusName = Literal["creating", "available", "restarting", "stopped", "failed", "deleted"]
 
 
 class BackupPolicyView(Model):
@@ -316,6 +327,11 @@ class DatastoreInfo(DatastoreView):
     maxmemory_policy: str | None
     backups: BackupPolicyView
     details: dict[str, Any] = Field(description="kind-specific: WAL archiver status, memory")
+    restorable_since: float | None = Field(
+        None, description="the start of the point-in-time recovery window"
+    )
+    last_backup_status: str | None = None
+    last_drill: DrillView | None = None
 
 
 class ClientBody(Model):
@@ -328,3 +344,84 @@ class ClientCommand(Model):
 
     argv: list[str]
     env: dict[str, str]
+
+
+class BackupBody(Model):
+    kind: Literal["full", "diff"] | None = Field(
+        None, description="PostgreSQL: the backup type (default: full when the newest full "
+        "backup is a week old, else differential)",
+    )  # fmt: skip
+
+
+class RestoreBody(Model):
+    new_name: str = Field(description="the NEW datastore restored into (`--as`)")
+    to_time: str | None = Field(None, description="ISO 8601 moment to recover (PITR)")
+    to_backup: str | None = Field(None, description="a backup id from `db backups`")
+    latest: bool = Field(False, description="the newest state the backups hold")
+    source: Literal["local", "s3"] | None = Field(
+        None, description="restore from this repository only (default: any)"
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RestoreBody:
+        given = [self.to_time is not None, self.to_backup is not None, self.latest]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of to_time, to_backup, latest")
+        return self
+
+
+class DataOpAccepted(Model):
+    id: int = Field(description="the operation (follow it like a deploy)")
+    datastore: str
+    action: Literal["backup", "restore", "drill"]
+
+
+class BackupView(Model):
+    id: str
+    kind: str
+    started_at: float
+    finished_at: float
+    size_bytes: int | None = Field(description="the data it holds")
+    stored_bytes: int | None = Field(description="what it takes in the repository")
+    locations: list[str]
+
+
+class BackupRunView(Model):
+    id: int
+    trigger: str
+    kind: str
+    status: Literal["running", "succeeded", "failed"]
+    backup_ids: list[str]
+    size_bytes: int | None
+    started_at: float
+    finished_at: float | None
+    error: str
+
+
+class BackupsView(Model):
+    datastore: str
+    backups: list[BackupView] = Field(description="what the repositories hold, oldest first")
+    runs: list[BackupRunView] = Field(description="the backups Shipyard ran, newest first")
+    restorable_since: float | None = Field(description="the earliest moment a restore reaches")
+
+
+class DrillView(Model):
+    id: int
+    datastore: str
+    status: Literal["running", "succeeded", "failed"]
+    ok: bool
+    started_at: float
+    finished_at: float | None
+    backup_id: str
+    recovery_point_seconds: float | None = Field(
+        description="the drill's target minus the newest heartbeat found: data a disaster "
+        "would have lost"
+    )
+    restore_seconds: float | None
+    error: str
+
+
+class DeleteResult(Model):
+    datastore: str
+    status: Literal["deleted"]
+    backups_kept_until: float | None = Field(description="when its backups are purged")

@@ -11,10 +11,14 @@ import httpx
 from pydantic import TypeAdapter
 
 from shipyard.apimodels import (
+    BackupsView,
     ClientCommand,
+    DataOpAccepted,
     DatastoreInfo,
     DatastoreView,
+    DeleteResult,
     DeployAccepted,
+    DrillView,
     EventsPage,
     EventView,
     Health,
@@ -22,6 +26,7 @@ from shipyard.apimodels import (
     OperationView,
     PlanView,
     ReleaseView,
+    RestoreBody,
     RollbackAccepted,
     ScaleAccepted,
     ServiceView,
@@ -157,6 +162,31 @@ class Client:
         return DatastoreInfo.model_validate(
             self._request("GET", f"/v1/datastores/{quote(name, safe='')}")
         )
+
+    def backup(self, name: str, kind: str | None = None) -> DataOpAccepted:
+        data = self._request("POST", f"{_datastore_path(name)}/backups", json={"kind": kind})
+        return DataOpAccepted.model_validate(data)
+
+    def backups(self, name: str) -> BackupsView:
+        return BackupsView.model_validate(self._request("GET", f"{_datastore_path(name)}/backups"))
+
+    def restore(self, name: str, body: RestoreBody) -> DataOpAccepted:
+        data = self._request("POST", f"{_datastore_path(name)}/restore",
+                             json=body.model_dump(exclude_none=True))  # fmt: skip
+        return DataOpAccepted.model_validate(data)
+
+    def drill(self, name: str) -> DataOpAccepted:
+        return DataOpAccepted.model_validate(
+            self._request("POST", f"{_datastore_path(name)}/drills")
+        )
+
+    def drills(self, name: str) -> list[DrillView]:
+        data = self._request("GET", f"{_datastore_path(name)}/drills")
+        return TypeAdapter(list[DrillView]).validate_python(data)
+
+    def delete_datastore(self, name: str) -> DeleteResult:
+        data = self._request("DELETE", _datastore_path(name), params={"confirm": "true"})
+        return DeleteResult.model_validate(data)
 
     def datastore_logs(self, name: str, lines: int = 200) -> list[str]:
         data = self._request("GET", f"{_datastore_path(name)}/logs", params={"lines": lines})

@@ -20,6 +20,7 @@ from shipyard.settings import Settings
 from shipyard.store import DataStore, Secrets, Store
 
 if TYPE_CHECKING:
+    from shipyard.data.disks import Volumes
     from shipyard.data.engines import DatastoreEngine
 
 Emit = Callable[[str, str], None]  # (message, level): progress of an operation
@@ -46,6 +47,7 @@ class Context:
     data: DataStore
     # the engine of each kind of datastore ("postgres", "keyvalue"); none in most unit tests
     engines: Mapping[str, DatastoreEngine] = field(default_factory=dict)
+    volumes: Volumes | None = None  # services' persistent disks
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     route_lock: threading.RLock = field(default_factory=threading.RLock)  # one edge apply
     port_lock: threading.Lock = field(default_factory=threading.Lock)  # allocate + record

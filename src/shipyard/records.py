@@ -77,6 +77,9 @@ class OperationKind(StrEnum):
     ROLLBACK = "rollback"
     SCALE = "scale"
     CONVERGE = "converge"
+    BACKUP = "backup"
+    RESTORE = "restore"
+    DRILL = "drill"
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class DatastoreStatus(StrEnum):
     RESTARTING = "restarting"
     STOPPED = "stopped"
     FAILED = "failed"
+    DELETED = "deleted"  # its server and data are gone; its backups are kept for retention
 
 
 DatastoreKind = Literal["postgres", "keyvalue"]
@@ -222,3 +226,48 @@ class Datastore:
         if self.spec.primary:
             what = "read replica"
         return f"{what} '{self.name}'"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class BackupRun:
+    """One backup Shipyard ran (scheduled, on request, before a deploy)."""
+
+    id: int
+    datastore: str
+    trigger: Literal["schedule", "manual", "pre-deploy", "created"]
+    kind: str
+    status: RunStatus
+    backup_ids: tuple[str, ...]  # what the engine lists it as (pgBackRest labels, files)
+    size_bytes: int | None
+    started_at: float
+    finished_at: float | None
+    error: str
+    deploy_id: int | None
+
+
+@dataclass(frozen=True)
+class Drill:
+    """A restore drill: the latest backup and archived WAL restored into a throwaway server."""
+
+    id: int
+    datastore: str
+    status: RunStatus
+    started_at: float
+    finished_at: float | None
+    backup_id: str
+    target_at: float | None  # the moment the restore recovered to (when it began)
+    heartbeat_at: float | None  # the newest heartbeat found in the restored data
+    recovery_point_s: float | None  # target_at - heartbeat_at: data a disaster would lose
+    restore_s: float | None  # restore + recovery + check, seconds
+    error: str
+    deploy_id: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == RunStatus.SUCCEEDED

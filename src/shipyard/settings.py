@@ -19,6 +19,48 @@ DEFAULT_DATA_PORT_BASE = 15400
 
 
 @dataclass(frozen=True)
+class Offsite:
+    """An S3-compatible bucket that backups are also copied to (SHIPYARD_S3_*)."""
+
+    endpoint: str  # host[:port] of its HTTPS endpoint
+    bucket: str
+    region: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    ca_file: Path | None = None  # the CA that signed its certificate (else the system's)
+    prefix: str = "/shipyard"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Offsite | None:
+        """SHIPYARD_S3_ENDPOINT (https://host[:port]), _BUCKET, _REGION (us-east-1),
+        _ACCESS_KEY_ID, _SECRET_ACCESS_KEY, _CA_FILE, _PREFIX; None when no endpoint is set."""
+        url = env.get("SHIPYARD_S3_ENDPOINT", "").strip()
+        if not url:
+            return None
+        missing = [
+            n for n in ("SHIPYARD_S3_BUCKET", "SHIPYARD_S3_ACCESS_KEY_ID",
+                        "SHIPYARD_S3_SECRET_ACCESS_KEY") if not env.get(n)
+        ]  # fmt: skip
+        if missing:
+            raise UsageError(f"SHIPYARD_S3_ENDPOINT is set but {', '.join(missing)} is not.")
+        if not url.startswith("https://"):
+            raise UsageError(
+                f"SHIPYARD_S3_ENDPOINT has value {url!r}. Expected an https:// URL: pgBackRest "
+                "speaks HTTPS only (set SHIPYARD_S3_CA_FILE for a private CA)."
+            )
+        endpoint = url.removeprefix("https://").rstrip("/")
+        ca = env.get("SHIPYARD_S3_CA_FILE")
+        prefix = "/" + env.get("SHIPYARD_S3_PREFIX", "shipyard").strip("/")
+        return cls(
+            endpoint=endpoint, bucket=env["SHIPYARD_S3_BUCKET"],
+            region=env.get("SHIPYARD_S3_REGION") or "us-east-1",
+            access_key=env["SHIPYARD_S3_ACCESS_KEY_ID"],
+            secret_key=env["SHIPYARD_S3_SECRET_ACCESS_KEY"],
+            ca_file=Path(ca) if ca else None, prefix=prefix,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     http_port: int = DEFAULT_HTTP_PORT
@@ -55,6 +97,7 @@ class Settings:
     # they copy); below it `ps` and the health endpoint warn.
     min_free_bytes: int = 256 * 1000 * 1000
     blueprint_limits: BlueprintLimits = field(default_factory=BlueprintLimits)
+    offsite: Offsite | None = None  # off-site copies of backups
     extra: dict[str, str] = field(default_factory=dict)
 
     def source_dir_allowed(self, path: Path) -> bool:
@@ -153,6 +196,7 @@ class Settings:
             api_max_body_bytes=_size(env, "SHIPYARD_API_MAX_BODY_BYTES", 8 * 1024 * 1024),
             blueprint_limits=BlueprintLimits.from_env(env),
             min_free_bytes=_megabytes(env, "SHIPYARD_MIN_FREE_MB", 256),
+            offsite=Offsite.from_env(env),
         )
 
 

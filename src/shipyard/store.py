@@ -12,7 +12,9 @@ from typing import Any, Protocol
 
 from shipyard.blueprint.spec import DatastoreSpec, ServiceSpec
 from shipyard.records import (
+    BackupRun,
     Datastore,
+    Drill,
     Event,
     Instance,
     InstanceState,
@@ -21,6 +23,7 @@ from shipyard.records import (
     OperationStatus,
     Release,
     ReleaseStatus,
+    RunStatus,
     Service,
     ServiceOutcome,
 )
@@ -178,3 +181,27 @@ class DataStore(Protocol):
 
     def remove_datastore(self, name: str) -> None:
         """Delete the row and its secrets."""
+
+    def rename_datastore(self, name: str, new_name: str) -> None:
+        """The row, its secrets, backup runs and drills under ``new_name`` (one transaction)."""
+
+    # backups and drills
+    def add_backup_run(
+        self, datastore: str, trigger: str, kind: str, deploy_id: int | None
+    ) -> BackupRun: ...
+
+    def finish_backup_run(
+        self, run_id: int, status: RunStatus, backup_ids: tuple[str, ...], size_bytes: int | None,
+        error: str,
+    ) -> None: ...  # fmt: skip
+
+    def backup_runs(self, datastore: str, limit: int = 50) -> list[BackupRun]:
+        """Newest first."""
+
+    def add_drill(self, datastore: str, deploy_id: int | None) -> Drill: ...
+
+    def finish_drill(self, drill_id: int, status: RunStatus, **values: Any) -> None:
+        """values: backup_id, target_at, heartbeat_at, recovery_point_s, restore_s, error."""
+
+    def drills(self, datastore: str, limit: int = 20) -> list[Drill]:
+        """Newest first."""

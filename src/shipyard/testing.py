@@ -68,7 +68,9 @@ class FakeRuntime:
     def alive(self, handle: ProcessHandle) -> bool:
         return handle.pid in self.live
 
-    def stop(self, handle: ProcessHandle, grace_s: float, sig: int = 15) -> ExitStatus:
+    def stop(
+        self, handle: ProcessHandle, grace_s: float, sig: int = 15, whole_group: bool = True
+    ) -> ExitStatus:
         self.live.discard(handle.pid)
         self.stopped.append(handle)
         self.log.append(f"stop {handle.pid}")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,17 +7,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.harness import Project, Shipyard
-
-
-@pytest.fixture(scope="session", autouse=True)
-def traversable_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Datastore servers run as their own account (PostgreSQL refuses root), which must reach
-    its directory under a SHIPYARD_HOME in pytest's temporary directories: those are 0700.
-    Traversable (0711), their contents stay unlistable."""
-    base = tmp_path_factory.getbasetemp()
-    for directory in (base, base.parent):
-        if directory.stat().st_uid == os.geteuid():
-            directory.chmod(directory.stat().st_mode | 0o111)
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
-import pytest
 
 from tests.integration.test_deploy import deploy, web
 from tests.support.harness import Project, Shipyard, wait_for
@@ -29,17 +26,6 @@ DB_ENV = """\
       - key: DB_NAME
         fromDatabase: {name: appdb, property: database}
 """
-
-
-@pytest.fixture
-def data_shipyard(tmp_path: Path, haproxy_bin: str) -> Iterator[Shipyard]:
-    tmp_path.chmod(0o711)  # the postgres account reaches its directory under the home
-    sy = Shipyard(tmp_path / "home")
-    sy.up()
-    try:
-        yield sy
-    finally:
-        sy.down()
 
 
 def psql(url: str, query: str) -> str:
@@ -68,9 +54,9 @@ def datastore(sy: Shipyard, name: str) -> dict[str, object]:
 
 
 def test_a_database_is_provisioned_given_to_apps_and_outlives_the_daemon(
-    data_shipyard: Shipyard, project: Project
+    own_shipyard: Shipyard, project: Project
 ) -> None:
-    sy = data_shipyard
+    sy = own_shipyard
     bp = project.blueprint(
         "services:\n"
         + web("api", "v1", instances=1, extra_env=DB_ENV)
@@ -210,3 +196,57 @@ def test_a_crashed_database_server_is_restarted(shipyard: Shipyard, project: Pro
     after = wait_for(restarted, timeout=60)
     assert after["restarts"] == 1
     assert shipyard.ok("psql", "crashy", "--", "-AtXc", "SELECT 2").out.strip() == "2"
+
+
+def redis_cli(url: str, *args: str) -> str:
+    done = subprocess.run(["redis-cli", "-u", url, "--no-auth-warning", *args],
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_key_value_is_provisioned_persistent_and_private(
+    own_shipyard: Shipyard, project: Project
+) -> None:
+    sy = own_shipyard
+    bp = project.blueprint(
+        "services:\n"
+        + web("cacher", "v1", instances=1, extra_env="""\
+      - key: REDIS_URL
+        fromService: {type: redis, name: cache, property: connectionString}
+      - key: REDIS_HOSTPORT
+        fromService: {type: keyvalue, name: cache, property: hostport}
+""")
+        + """
+  - type: keyvalue
+    name: cache
+    ipAllowList: []
+    maxmemoryPolicy: noeviction
+    plan: free
+"""
+    )  # fmt: skip
+    deploy(sy, bp)
+    url = app_env(sy, "cacher", "REDIS_URL")
+    info = datastore(sy, "cache")
+    assert url.startswith("redis://default:") and url.endswith(f"@127.0.0.1:{info['port']}")
+    assert app_env(sy, "cacher", "REDIS_HOSTPORT") == f"127.0.0.1:{info['port']}"
+    assert info["kind"] == "keyvalue" and info["version"] == "7" and info["running"]
+    password = url.split(":")[2].split("@")[0]
+    assert password not in json.dumps(info)
+    assert redis_cli(url, "SET", "greeting", "hello") == "OK"
+    assert redis_cli(url, "CONFIG", "GET", "maxmemory-policy").splitlines()[1] == "noeviction"
+    assert int(redis_cli(url, "CONFIG", "GET", "maxmemory").splitlines()[1]) == 25 * 1024**2
+    noauth = subprocess.run(["redis-cli", "-p", str(info["port"]), "GET", "greeting"],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert "NOAUTH" in noauth.stdout + noauth.stderr
+    assert sy.ok("redis-cli", "cache", "--", "GET", "greeting").out.strip() == "hello"
+    server = int(str(info["pid"]))
+    assert psutil.Process(server).username() == "redis"
+    sy.kill_daemon()
+    sy.up()
+    assert datastore(sy, "cache")["pid"] == server  # re-adopted
+    sy.down()
+    sy.up()
+    assert redis_cli(url, "GET", "greeting") == "hello"  # persisted (AOF) across down/up
+    wrong = sy.cli("psql", "cache")
+    assert wrong.code == 2 and "use `shipyard redis-cli cache`" in wrong.err

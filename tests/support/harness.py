@@ -181,6 +181,7 @@ class LoadResult:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
+    max_latency_s: float = 0.0  # the slowest request: the pause a client saw
 
 
 @contextmanager
@@ -200,6 +201,7 @@ def load(
         while not stop.is_set():
             if conn is None:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            started = time.monotonic()
             try:
                 conn.request("GET", path, headers={"Host": host})
                 resp = conn.getresponse()
@@ -217,6 +219,7 @@ def load(
                 conn = None
             with lock:
                 result.sent += 1
+                result.max_latency_s = max(result.max_latency_s, time.monotonic() - started)
                 if ok:
                     result.versions[version] = result.versions.get(version, 0) + 1
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,11 @@ def test_realistic_render_yaml_reports_each_unsupported_part() -> None:
     # databases and Key Value are run: their references resolve, nothing is left unset
     assert "services[0].envVars[4]" not in by_path
     assert "services[0].envVars[6]" not in by_path
-    assert "persistent disks (disk)" in by_path["services[1].disk"].message
+    assert "services[1].disk" not in by_path
+    disk = loaded.service("search").disk
+    assert disk is not None and (disk.name, disk.mount_path, disk.size_gb) == (
+        "index", "/var/data", 5
+    )  # fmt: skip
     assert "auto-deploy (autoDeploy)" in by_path["services[2].autoDeploy"].message
     assert by_path["services[3]"].message == (
         "not supported yet: cron job 'nightly' is not run in this version"
@@ -845,3 +850,43 @@ def test_quoted_values_cannot_break_the_message_lines() -> None:
         """
     )
     assert found[0]["message"].startswith("invalid service name 'a\\nb' (not a DNS label)")
+
+
+@pytest.mark.parametrize(
+    ("disk", "message"),
+    [
+        ("{name: d, mountPath: var/data}", "is not an absolute path"),
+        ("{name: d, mountPath: /etc/app}", "is a system directory"),
+        ("{name: d, mountPath: /var/../etc}", "'.' and '..' are not allowed"),
+        ("{name: d, mountPath: /opt/render/project/src}", "is a system directory"),
+        ("{name: 'a/b', mountPath: /var/data}", "String should match pattern"),
+        ("{name: d, mountPath: /var/data, sizeGB: 0}", "greater than or equal to 1"),
+    ],
+)
+def test_disk_fields_are_checked(disk: str, message: str) -> None:
+    text = f"services:\n  - {{type: web, name: w, runtime: node, startCommand: x, disk: {disk}}}\n"
+    with pytest.raises(BlueprintError, match=re.escape(message)):
+        parse_blueprint(text, filename="render.yaml", kind="render")
+
+
+def test_a_service_with_a_disk_runs_one_instance() -> None:
+    text = textwrap.dedent(
+        """
+        services:
+          - type: pserv
+            name: graph
+            runtime: node
+            startCommand: x
+            numInstances: 2
+            scaling: {minInstances: 1, maxInstances: 3}
+            disk: {name: data, mountPath: /var/lib/neo4j/data, sizeGB: 10}
+        """
+    )
+    with pytest.raises(BlueprintError) as caught:
+        parse_blueprint(text, filename="render.yaml", kind="render")
+    assert "services[0].numInstances: service 'graph' has a disk: it runs exactly one " in (
+        caught.value.message
+    )
+    assert "services[0].scaling: service 'graph' has a disk: it cannot scale" in (
+        caught.value.message
+    )

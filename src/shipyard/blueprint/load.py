@@ -38,6 +38,7 @@ from shipyard.blueprint.spec import (
     AllowedSource,
     BackupPolicy,
     DatastoreSpec,
+    DiskSpec,
     EnvVarSpec,
     FromService,
     ServiceSpec,
@@ -287,6 +288,7 @@ def _service_spec(svc: Runnable) -> ServiceSpec:
         health_check_timeout_seconds=svc.health_check_timeout_seconds,
         drain_timeout_seconds=svc.drain_timeout_seconds,
         backup_before_deploy=bool(svc.backup_before_deploy),
+        disk=DiskSpec(svc.disk.name, svc.disk.mount_path, svc.disk.size_gb) if svc.disk else None,
     )
 
 
@@ -382,7 +384,6 @@ _NO_MEANING = {
 }
 _NOT_YET = {
     "scaling": "autoscaling (scaling)",
-    "disk": "persistent disks (disk)",
     "autoDeployTrigger": "auto-deploy (autoDeployTrigger)",
     "autoDeploy": "auto-deploy (autoDeploy)",
     "buildFilter": "build filters (buildFilter)",

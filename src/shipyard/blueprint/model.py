@@ -20,6 +20,7 @@ from shipyard.blueprint.scalars import (
     EnvValue,
     HealthPath,
     Hostname,
+    MountPath,
     Percent,
     PgName,
     RootDir,
@@ -112,9 +113,11 @@ class Scaling(Strict):
 
 
 class Disk(Strict):
-    name: str
-    mount_path: str
-    size_gb: int = Field(10, ge=1, alias="sizeGB")
+    name: Annotated[
+        str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    ]
+    mount_path: MountPath
+    size_gb: int = Field(10, ge=1, le=16384, alias="sizeGB")
 
 
 class BuildFilter(Strict):

@@ -264,6 +264,24 @@ def _check_service(svc: Mapping[str, Any], loc: Loc, kind: str) -> list[Problem]
             for f in EXTENSIONS
             if f in svc
         ]
+    if isinstance(svc.get("disk"), dict):
+        problems += _check_disk(svc, loc, label)
+    return problems
+
+
+def _check_disk(svc: Mapping[str, Any], loc: Loc, label: str) -> list[Problem]:
+    """A service with a disk runs one instance (Render's rule: one writer per disk)."""
+    problems: list[Problem] = []
+    count = svc.get("numInstances")
+    if isinstance(count, int) and not isinstance(count, bool) and count > 1:
+        problems.append(
+            ((*loc, "numInstances"), f"{label} has a disk: it runs exactly one instance, not "
+             f"{count} (a disk has one writer)")
+        )  # fmt: skip
+    if "scaling" in svc:
+        problems.append(((*loc, "scaling"), f"{label} has a disk: it cannot scale"))
+    if svc.get("type") == "cron":
+        problems.append(((*loc, "disk"), "cron jobs cannot have a disk"))
     return problems
 
 

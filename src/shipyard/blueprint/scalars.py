@@ -199,6 +199,29 @@ def _cidr(value: str) -> str:
         ) from None
 
 
+RENDER_PROJECT_DIR = "/opt/render/project/src"  # Render's working tree (its repository root)
+_SYSTEM_TREES = ("/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64",
+                 "/boot", "/run")  # fmt: skip
+_SYSTEM_DIRS = ("/", "/tmp", "/home", "/root", "/var", "/var/lib", "/var/log", "/opt",
+                RENDER_PROJECT_DIR)  # fmt: skip
+
+
+def _mount_path(value: str) -> str:
+    """A disk's mountPath: an absolute, normalized path, neither a system directory nor in a
+    system tree."""
+    if not value.startswith("/"):
+        raise _fail(f"{value!r} is not an absolute path (for example '/var/data')")
+    _bad_character(value, _CONTROL, "control characters")
+    parts = [p for p in value.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise _fail(f"{value!r}: '.' and '..' are not allowed in a mountPath")
+    path = "/" + "/".join(parts)
+    in_tree = any(path == t or path.startswith(t + "/") for t in _SYSTEM_TREES)
+    if in_tree or path in _SYSTEM_DIRS:
+        raise _fail(f"{value!r} is a system directory: mount the disk elsewhere (e.g. /var/data)")
+    return path
+
+
 _PG_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -284,6 +307,7 @@ RootDir = Annotated[str, AfterValidator(_root_dir)]
 HealthPath = Annotated[str, AfterValidator(_health_path)]
 Hostname = Annotated[str, AfterValidator(_hostname)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
+MountPath = Annotated[str, AfterValidator(_mount_path)]
 PgName = Annotated[str, AfterValidator(_pg_name)]
 Runtime = Literal["docker", "elixir", "go", "image", "node", "python", "ruby", "rust", "static"]
 Percent = Annotated[int, Field(ge=1, le=90)]

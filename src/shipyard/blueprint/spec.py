@@ -60,6 +60,16 @@ def _kind(entry: EnvVarSpec) -> str:
 
 
 @dataclass(frozen=True)
+class DiskSpec:
+    """A persistent disk of a service (Render's ``disk``): survives deploys, restarts and
+    rollbacks; a service with one runs a single instance."""
+
+    name: str
+    mount_path: str  # absolute, normalized
+    size_gb: int = 10
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """A service Shipyard runs now (web/pserv/worker on a native runtime), normalized."""
 
@@ -79,6 +89,7 @@ class ServiceSpec:
     health_check_timeout_seconds: float | None = None  # shipyard.yaml extension
     drain_timeout_seconds: float | None = None  # shipyard.yaml extension
     backup_before_deploy: bool = False  # shipyard.yaml extension
+    disk: DiskSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tuples become lists), for the API."""

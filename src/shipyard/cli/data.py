@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import click
 
-from shipyard.apimodels import DatastoreInfo, DatastoreView
+from shipyard.apimodels import DatastoreInfo, DatastoreView, RestoreBody
 from shipyard.cli.common import client, json_option
-from shipyard.cli.output import ago, emit_json, table
+from shipyard.cli.output import ago, emit_json, print_event, table
+from shipyard.client import Client
 from shipyard.disk import human
-from shipyard.errors import UsageError
+from shipyard.errors import UsageError, error_from_dict
 
 
 def _size(size: int | None) -> str:
@@ -72,6 +74,125 @@ def register(cli: click.Group) -> None:
 
     @db.command()
     @click.argument("name")
+    @click.option("--full", "kind", flag_value="full", help="PostgreSQL: a full backup.")
+    @click.option("--diff", "kind", flag_value="diff", help="PostgreSQL: a differential backup.")
+    @click.option("--wait", is_flag=True, help="Return when it finished; fail if it failed.")
+    @json_option
+    def backup(name: str, kind: str | None, wait: bool, as_json: bool) -> None:
+        """Back up a database or Key Value instance now."""
+        with client() as c:
+            op = c.backup(name, kind)
+            if not wait:
+                _accepted(op.id, f"backup of {name}", as_json, op.model_dump())
+                return
+            _wait(c, op.id, as_json)
+            runs = c.backups(name).runs
+        if as_json:
+            emit_json(runs[0] if runs else {})
+        elif runs:
+            r = runs[0]
+            click.echo(f"{', '.join(r.backup_ids)} ({r.kind}, {human(r.size_bytes or 0)} stored)")
+
+    @db.command()
+    @click.argument("name")
+    @json_option
+    def backups(name: str, as_json: bool) -> None:
+        """The backups a database or Key Value instance has, and the runs that made them."""
+        with client() as c:
+            found = c.backups(name)
+        if as_json:
+            emit_json(found)
+            return
+        rows = [
+            [b.id, b.kind, _when(b.started_at), _when(b.finished_at), _size(b.size_bytes),
+             _size(b.stored_bytes), ",".join(b.locations)]
+            for b in found.backups
+        ]  # fmt: skip
+        if not rows:
+            click.echo(f"{name} has no backup yet (`shipyard db backup {name}` takes one).")
+        else:
+            click.echo(table(["ID", "TYPE", "STARTED", "FINISHED", "SIZE", "STORED", "WHERE"],
+                             rows))  # fmt: skip
+        if found.restorable_since:
+            click.echo(f"restorable to any moment since {_when(found.restorable_since)}")
+        failed = [r for r in found.runs[:5] if r.status == "failed"]
+        for r in failed:
+            click.secho(f"failed {r.trigger} backup at {_when(r.started_at)}: {r.error}", fg="red")
+
+    @db.command()
+    @click.argument("name")
+    @click.option("--to-time", help="Recover to this moment (ISO 8601; UTC unless it says).")
+    @click.option("--to-backup", help="Recover to this backup (an ID from `db backups`).")
+    @click.option("--latest", is_flag=True, help="Recover the newest state the backups hold.")
+    @click.option("--as", "new_name", required=True, help="The NEW datastore to restore into.")
+    @click.option("--from", "source", type=click.Choice(["local", "s3"]), default=None,
+                  help="Restore from this repository only.")  # fmt: skip
+    @click.option("--wait", is_flag=True, help="Return when it finished; fail if it failed.")
+    @json_option
+    def restore(
+        name: str, to_time: str | None, to_backup: str | None, latest: bool, new_name: str,
+        source: str | None, wait: bool, as_json: bool,
+    ) -> None:  # fmt: skip
+        """Restore into a NEW datastore (the original is untouched)."""
+        given = [x for x in (to_time, to_backup, latest or None) if x is not None]
+        if len(given) != 1:
+            raise UsageError("Give exactly one of --to-time, --to-backup, --latest.")
+        body = RestoreBody(new_name=new_name, to_time=to_time, to_backup=to_backup,
+                           latest=latest, source=source)  # fmt: skip
+        with client() as c:
+            op = c.restore(name, body)
+            if not wait:
+                _accepted(op.id, f"restore of {name} as {new_name}", as_json, op.model_dump())
+                return
+            _wait(c, op.id, as_json)
+            info = c.datastore(new_name)
+        if as_json:
+            emit_json(info)
+        else:
+            click.echo(f"{new_name} is available: {info.connection_string}")
+
+    @db.command()
+    @click.argument("name")
+    @click.option("--wait", is_flag=True, help="Return when it finished; fail if it failed.")
+    @json_option
+    def drill(name: str, wait: bool, as_json: bool) -> None:
+        """Prove the backups: restore the latest into a throwaway server and check it."""
+        with client() as c:
+            op = c.drill(name)
+            if not wait:
+                _accepted(op.id, f"drill of {name}", as_json, op.model_dump())
+                return
+            final = c.wait(op.id, on_event=None if as_json else print_event)
+            result = c.drills(name)
+        latest = result[0] if result else None
+        if as_json:
+            emit_json(latest or {})
+        elif latest is not None and latest.ok:
+            click.secho(f"drill passed: recovery point {latest.recovery_point_seconds:.1f} s, "
+                        f"restore {latest.restore_seconds:.1f} s", fg="green")  # fmt: skip
+        if final.status != "succeeded":
+            raise error_from_dict({"code": final.error_code or "error",
+                                   "msg": f"Drill failed: {final.error}"})  # fmt: skip
+
+    @db.command()
+    @click.argument("name")
+    @click.option("--yes", is_flag=True, help="Confirm: its data is destroyed.")
+    @json_option
+    def delete(name: str, yes: bool, as_json: bool) -> None:
+        """Delete a datastore: its server and data. Its backups are kept for its retention."""
+        if not yes:
+            raise UsageError(f"Deleting '{name}' destroys its data: add --yes to confirm.")
+        with client() as c:
+            done = c.delete_datastore(name)
+        if as_json:
+            emit_json(done)
+        else:
+            kept = _when(done.backups_kept_until) if done.backups_kept_until else "-"
+            click.echo(f"{name} deleted; its backups are kept until {kept} as "
+                       f"'{done.datastore}'.")  # fmt: skip
+
+    @db.command()
+    @click.argument("name")
     @click.option("-n", "--lines", default=100, show_default=True, type=click.IntRange(1, 10000))
     @json_option
     def logs(name: str, lines: int, as_json: bool) -> None:
@@ -97,6 +218,27 @@ def register(cli: click.Group) -> None:
     def redis_cli(name: str, args: tuple[str, ...]) -> None:
         """redis-cli connected to a Key Value instance with its password."""
         _run_client(name, list(args), "keyvalue")
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts)) if ts else "-"
+
+
+def _accepted(op_id: int, what: str, as_json: bool, data: dict[str, object]) -> None:
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(f"Started the {what} (operation #{op_id}); follow it with "
+                   f"`shipyard deploy-status {op_id} --wait`.")  # fmt: skip
+
+
+def _wait(c: Client, op_id: int, as_json: bool) -> None:
+    final = c.wait(op_id, on_event=None if as_json else print_event)
+    if final.status != "succeeded":
+        raise error_from_dict(
+            {"code": final.error_code or "error", "msg": f"Operation #{op_id} failed: "
+             f"{final.error}"}
+        )  # fmt: skip
 
 
 def _run_client(name: str, args: list[str], kind: str) -> None:
@@ -135,6 +277,26 @@ def _print_info(d: DatastoreInfo) -> None:
     b = d.backups
     pitr = f", PITR {b.pitr_retention_days} days" if d.kind == "postgres" else ""
     rows.append(("backups", f"{b.schedule} (UTC), kept {b.retention_days} days{pitr}"))
+    if d.restorable_since:
+        rows.append(("restorable since", _when(d.restorable_since)))
+    rows.append(("last backup", f"{_when(d.last_backup)} ({d.last_backup_status or 'none'})"))
+    archiver = d.details.get("archiver") or {}
+    if archiver:
+        failed = archiver.get("failed_count") or 0
+        last = _when(archiver.get("last_archived_time"))
+        state = f"{archiver.get('archived_count', 0)} segments archived, last {last}"
+        if failed and (archiver.get("last_failed_time") or 0) > (
+            archiver.get("last_archived_time") or 0
+        ):
+            state += (
+                f"; FAILING since {_when(archiver.get('last_failed_time'))} ({failed} failures)"
+            )
+        rows.append(("WAL archive", state))
+    if d.last_drill is not None:
+        drill_ = d.last_drill
+        verdict = (f"passed, recovery point {drill_.recovery_point_seconds:.1f} s" if drill_.ok
+                   else f"failed: {drill_.error}")  # fmt: skip
+        rows.append(("last drill", f"{_when(drill_.started_at)} {verdict}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key.ljust(width)}  {value}")

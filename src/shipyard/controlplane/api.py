@@ -259,7 +259,7 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
             return StreamingResponse(stream, media_type="text/plain")
         return LogLines(lines=read_logs(ctx, name, build=build, lines=lines, release=release))
 
-    add_datastore_routes(app, ctx, guarded, _COMMON)
+    add_datastore_routes(app, engine, guarded, _COMMON)
 
     @app.post("/v1/shutdown", dependencies=guarded, status_code=202, responses=_COMMON)
     def stop(stop_services: bool = True) -> ShutdownAccepted:

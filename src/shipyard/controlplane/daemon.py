@@ -26,6 +26,7 @@ from shipyard.controlplane.db import Database
 from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
+from shipyard.data.disks import release_all as release_disks
 from shipyard.data.supervise import DataSupervisor
 from shipyard.data.supervise import bring_up as bring_up_datastores
 from shipyard.data.supervise import stop_all as stop_datastores
@@ -33,7 +34,10 @@ from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.logfiles import MISSING_LOGD, find_logd
 from shipyard.drivers.local.ports import bind_exclusive, listening_holder, port_free
 from shipyard.drivers.local.process import LocalProcesses
+from shipyard.drivers.local.volumes import LoopVolumes
+from shipyard.drivers.postgres.backups import PgBackRestArchive
 from shipyard.drivers.postgres.engine import PostgresEngine
+from shipyard.drivers.redis.engine import KeyValueEngine
 from shipyard.errors import Conflict, ShipyardError
 from shipyard.records import OF_RELEASE, OperationKind
 from shipyard.release.files import make_private
@@ -47,8 +51,8 @@ SHUTDOWN_WAIT_S = 120.0  # how long `down` waits for running operations
 
 
 OWN_ENTRIES = frozenset(
-    ("services", "data", "haproxy", "toolchains", "tmp", "token", "secret.key", "daemon.lock",
-     "daemon.pid", "daemon-log", "daemon.log", ".reserve")
+    ("services", "data", "disks", "backups", "haproxy", "toolchains", "tmp", "token", "secret.key",
+     "daemon.lock", "daemon.pid", "daemon-log", "daemon.log", ".reserve")
 )  # fmt: skip
 OWN_PREFIXES = ("state.db",)
 HOME_MODE = 0o711
@@ -56,7 +60,7 @@ HOME_MODE = 0o711
 
 def secure_home(home: Path) -> None:
     """Make SHIPYARD_HOME private: everything this process (and the builds and instances it
-    starts) creates 0600/0700 (umask 077). The home itself and its ``data`` directory are 0711:
+    starts) creates 0600/0700 (umask 077). The home itself, ``data`` and ``backups`` are 0711:
     traversable, not listable, so a datastore's server account reaches its own directory (and
     nothing else). A home made before files were private gets every existing file's group and
     other bits removed, once."""
@@ -67,14 +71,14 @@ def secure_home(home: Path) -> None:
         # things (set to $HOME, say), whose modes are not ours to change. Datastores' files
         # belong to their servers' accounts and keep their modes.
         for entry in home.iterdir():
-            if entry.name != "data" and (
+            if entry.name not in ("data", "disks", "backups") and (
                 entry.name in OWN_ENTRIES or entry.name.startswith(OWN_PREFIXES)
             ):
                 make_private(entry)
     os.chmod(home, HOME_MODE)
-    data = home / "data"
-    data.mkdir(exist_ok=True)
-    os.chmod(data, HOME_MODE)
+    for traversable in ("data", "backups"):
+        (home / traversable).mkdir(exist_ok=True)
+        os.chmod(home / traversable, HOME_MODE)
 
 
 def ensure_token(path: Path) -> str:
@@ -135,7 +139,13 @@ class Daemon:
             edge=edge,
             clock=clock,
             data=DataState(db, clock),
-            engines={"postgres": PostgresEngine()},
+            engines={
+                "postgres": PostgresEngine(
+                    archive=PgBackRestArchive(settings.home, settings.offsite)
+                ),
+                "keyvalue": KeyValueEngine(settings.home, offsite=settings.offsite),
+            },
+            volumes=LoopVolumes(),
         )
         self.engine = Engine(self.ctx)
         self.supervisor = Supervisor(self.ctx, self.engine.claims)
@@ -176,6 +186,7 @@ class Daemon:
                 instances = self.ctx.state.instances()
                 stop_all(self.ctx, instances, grace_s=10.0)
                 log.info("stopped %d instance(s) and HAProxy", len(instances))
+                release_disks(self.ctx)
                 stop_datastores(self.ctx)  # after the apps that use them
                 self.engine.claims.free(held, "shutdown")
             if self.server is not None:

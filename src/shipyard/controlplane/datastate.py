@@ -3,6 +3,7 @@ DataStore protocol (store.py); one short transaction per method."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -10,7 +11,7 @@ from shipyard.blueprint.spec import DatastoreSpec
 from shipyard.clock import Clock
 from shipyard.controlplane.db import Database
 from shipyard.errors import Conflict, NotFound
-from shipyard.records import Datastore, DatastoreStatus
+from shipyard.records import BackupRun, Datastore, DatastoreStatus, Drill, RunStatus
 
 _COLUMNS = frozenset(
     ("status", "reason", "pid", "start_time", "blueprint_path", "restarts", "started_at",
@@ -107,7 +108,93 @@ class DataState:
     def save_datastore_secret(self, name: str, key: str, value: bytes) -> None:
         self.db.execute("INSERT OR REPLACE INTO datastore_secrets VALUES (?,?,?)", name, key, value)
 
+    def rename_datastore(self, name: str, new_name: str) -> None:
+        with self.db.tx() as conn:
+            conn.execute("UPDATE datastores SET name = ? WHERE name = ?", (new_name, name))
+            for table, column in (("datastore_secrets", "datastore"), ("backups", "datastore"),
+                                  ("drills", "datastore")):  # fmt: skip
+                conn.execute(f"UPDATE {table} SET {column} = ? WHERE {column} = ?",
+                             (new_name, name))  # fmt: skip
+
     def remove_datastore(self, name: str) -> None:
         with self.db.tx() as conn:
             conn.execute("DELETE FROM datastore_secrets WHERE datastore = ?", (name,))
             conn.execute("DELETE FROM datastores WHERE name = ?", (name,))
+
+    # backups and drills ----------------------------------------------------------------------
+    def add_backup_run(
+        self, datastore: str, trigger: str, kind: str, deploy_id: int | None
+    ) -> BackupRun:
+        run_id = self.db.execute(
+            "INSERT INTO backups (datastore, trigger, kind, status, started_at, deploy_id)"
+            " VALUES (?,?,?,?,?,?)",
+            datastore, trigger, kind, RunStatus.RUNNING, self.clock.now(), deploy_id,
+        )  # fmt: skip
+        return self._backup_run(run_id)
+
+    def finish_backup_run(
+        self, run_id: int, status: RunStatus, backup_ids: tuple[str, ...], size_bytes: int | None,
+        error: str,
+    ) -> None:  # fmt: skip
+        self.db.execute(
+            "UPDATE backups SET status=?, backup_ids=?, size_bytes=?, error=?, finished_at=?"
+            " WHERE id=?",
+            status, json.dumps(list(backup_ids)), size_bytes, error, self.clock.now(), run_id,
+        )  # fmt: skip
+
+    def _backup_run(self, run_id: int) -> BackupRun:
+        row = self.db.one("SELECT * FROM backups WHERE id = ?", run_id)
+        assert row is not None
+        return _backup_row(row)
+
+    def backup_runs(self, datastore: str, limit: int = 50) -> list[BackupRun]:
+        rows = self.db.all(
+            "SELECT * FROM backups WHERE datastore = ? ORDER BY id DESC LIMIT ?", datastore, limit
+        )
+        return [_backup_row(r) for r in rows]
+
+    def add_drill(self, datastore: str, deploy_id: int | None) -> Drill:
+        drill_id = self.db.execute(
+            "INSERT INTO drills (datastore, status, started_at, deploy_id) VALUES (?,?,?,?)",
+            datastore, RunStatus.RUNNING, self.clock.now(), deploy_id,
+        )  # fmt: skip
+        return self._drill(drill_id)
+
+    def finish_drill(self, drill_id: int, status: RunStatus, **values: Any) -> None:
+        allowed = {"backup_id", "target_at", "heartbeat_at", "recovery_point_s", "restore_s",
+                   "error"}  # fmt: skip
+        if set(values) - allowed:
+            raise ValueError(f"not drill columns: {sorted(set(values) - allowed)}")
+        values.update(status=status, finished_at=self.clock.now())
+        sets = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE drills SET {sets} WHERE id = ?", *values.values(), drill_id)
+
+    def _drill(self, drill_id: int) -> Drill:
+        row = self.db.one("SELECT * FROM drills WHERE id = ?", drill_id)
+        assert row is not None
+        return _drill_row(row)
+
+    def drills(self, datastore: str, limit: int = 20) -> list[Drill]:
+        rows = self.db.all(
+            "SELECT * FROM drills WHERE datastore = ? ORDER BY id DESC LIMIT ?", datastore, limit
+        )
+        return [_drill_row(r) for r in rows]
+
+
+def _backup_row(row: dict[str, Any]) -> BackupRun:
+    return BackupRun(
+        id=int(row["id"]), datastore=row["datastore"], trigger=row["trigger"], kind=row["kind"],
+        status=RunStatus(row["status"]), backup_ids=tuple(json.loads(row["backup_ids"])),
+        size_bytes=row["size_bytes"], started_at=row["started_at"],
+        finished_at=row["finished_at"], error=row["error"], deploy_id=row["deploy_id"],
+    )  # fmt: skip
+
+
+def _drill_row(row: dict[str, Any]) -> Drill:
+    return Drill(
+        id=int(row["id"]), datastore=row["datastore"], status=RunStatus(row["status"]),
+        started_at=row["started_at"], finished_at=row["finished_at"],
+        backup_id=row["backup_id"], target_at=row["target_at"],
+        heartbeat_at=row["heartbeat_at"], recovery_point_s=row["recovery_point_s"],
+        restore_s=row["restore_s"], error=row["error"], deploy_id=row["deploy_id"],
+    )  # fmt: skip

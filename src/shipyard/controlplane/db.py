@@ -134,6 +134,38 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (datastore, key)
     );
     """,
+    # 7: backups (what was run, by whom, how it ended) and restore drills of datastores
+    """
+    CREATE TABLE backups (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        datastore TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        backup_ids TEXT NOT NULL DEFAULT '[]',
+        size_bytes INTEGER,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        error TEXT NOT NULL DEFAULT '',
+        deploy_id INTEGER
+    );
+    CREATE INDEX backups_datastore ON backups(datastore, id);
+    CREATE TABLE drills (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        datastore TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        backup_id TEXT NOT NULL DEFAULT '',
+        target_at REAL,
+        heartbeat_at REAL,
+        recovery_point_s REAL,
+        restore_s REAL,
+        error TEXT NOT NULL DEFAULT '',
+        deploy_id INTEGER
+    );
+    CREATE INDEX drills_datastore ON drills(datastore, id);
+    """,
 ]
 
 

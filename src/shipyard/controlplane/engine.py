@@ -23,8 +23,10 @@ from shipyard.context import Context, Emit
 from shipyard.controlplane.outcomes import durably, explain
 from shipyard.controlplane.views import plan_view
 from shipyard.data import lifecycle
+from shipyard.data.backups import run_backup
 from shipyard.errors import (
     Conflict,
+    DeployFailed,
     EdgeError,
     NotFound,
     ShipyardError,
@@ -159,7 +161,7 @@ class Engine:
         specs = {s.name: s.stored(self.ctx.box.digest) for s in loaded.services}
         plan = make_plan(loaded.services, specs, live, known, from_blueprint)
         problem = self._edge_problem(loaded, specs)
-        stores = self.ctx.data.datastores()
+        stores = lifecycle.live(self.ctx)
         data = plan_datastores(
             loaded.datastores,
             {d.name: (d.spec, d.version) for d in stores},
@@ -327,6 +329,31 @@ class Engine:
                 results.update(zip(todo, outcomes, strict=True))
         return {**stores, **{n: results[n] for n in names}}
 
+    def _first_backup(self, name: str, deploy_id: int, emit: Emit) -> None:
+        """A new datastore is backed up at once: point-in-time recovery starts there. Its
+        failure is a warning (the scheduler tries again within the hour)."""
+        try:
+            run_backup(self.ctx, name, "created", emit, deploy_id=deploy_id)
+        except ShipyardError as exc:
+            emit(f"its first backup failed: {exc.message}", "warning")
+
+    def _backup_before_deploy(self, spec: ServiceSpec, deploy_id: int, emit: Emit) -> None:
+        """backupBeforeDeploy: every datastore the service reads, backed up before its
+        pre-deploy command (a migration) runs; a failed backup stops the deploy."""
+        for name in sorted(_datastores_used(spec)):
+            ds = self.ctx.data.find_datastore(name)
+            if ds is None or ds.spec.primary is not None:
+                continue
+            try:
+                run = run_backup(self.ctx, name, "pre-deploy", emit, deploy_id=deploy_id)
+            except ShipyardError as exc:
+                raise DeployFailed(
+                    f"{spec.name}: the backup of '{name}' before the deploy failed "
+                    f"({exc.message}); nothing was deployed",
+                    fields={"service": spec.name, "datastore": name},
+                ) from exc
+            emit(f"backed up '{name}' before the deploy: {', '.join(run.backup_ids)}", "info")
+
     def _apply_datastores(self, deploy_id: int, source: Source) -> dict[str, ServiceOutcome]:
         """Create, update and start the Blueprint's datastores before any service (services
         read their connection strings); primaries before their replicas, the rest at once."""
@@ -340,7 +367,10 @@ class Engine:
                 emit(reason, "error")
                 return ServiceOutcome("failed", error=reason, code="deploy_failed")
             try:
-                lifecycle.apply(self.ctx, spec, source.blueprint_id, emit)
+                new = self.ctx.data.find_datastore(spec.name) is None
+                ds = lifecycle.apply(self.ctx, spec, source.blueprint_id, emit)
+                if new and not spec.primary:
+                    self._first_backup(ds.name, deploy_id, emit)
                 return OK
             except Exception as exc:
                 error = explain(self.ctx, exc, during=f"the creation of {spec.name}")
@@ -385,6 +415,8 @@ class Engine:
                 name, stored, stored.config_digest(), env, source.root, source.label, source.git
             )
             release = build_release(self.ctx, deploy_id, req, emit)
+            if spec.backup_before_deploy:
+                self._backup_before_deploy(spec, deploy_id, emit)
             run_pre_deploy(self.ctx, release, emit)
             rollout(
                 self.ctx, release, emit,
@@ -441,6 +473,12 @@ class Engine:
         svc = self.ctx.state.service(service)
         if not svc.deployed:
             raise Conflict(f"{service} has no live release yet; deploy it before scaling.")
+        if svc.spec.disk is not None and count > 1:
+            raise Conflict(
+                f"Cannot scale {service} to {count}: it has a disk ({svc.spec.disk.name}), and a "
+                "service with a disk runs one instance.",
+                fields={"service": service},
+            )
         fixed = sorted({i.port for i in self.ctx.state.instances(service) if i.fixed_port})
         if fixed and count > 1:
             raise Conflict(
@@ -458,6 +496,27 @@ class Engine:
             ServiceOutcome("ok", instances=count),
         )  # fmt: skip
         return ScaleAccepted(id=deploy_id, service=service, instances=count)
+
+    def run_operation(
+        self, kind: OperationKind, target: str, claims: list[str], key: str, emit_as: str,
+        action: Callable[[Emit], object],
+    ) -> int:  # fmt: skip
+        """Record an operation holding ``claims``, run ``action(emit)`` in the background; its
+        outcome is recorded under ``key``. Returns the operation id (for --wait)."""
+        deploy_id = self._open(kind, target, claims)
+        emit = self.emitter(deploy_id, emit_as)
+
+        def work() -> dict[str, ServiceOutcome]:
+            try:
+                action(emit)
+            except ShipyardError as exc:
+                failure = exc
+                durably(self.ctx, lambda: emit(failure.message, "error"))
+                return {key: ServiceOutcome("failed", error=exc.message, code=exc.code)}
+            return {key: OK}
+
+        self._spawn(deploy_id, claims, work)
+        return deploy_id
 
     def _spawn_one(
         self,

@@ -6,10 +6,13 @@ from shipyard.clock import SystemClock
 from shipyard.controlplane.datastate import DataState
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.state import State
+from shipyard.data.engines import DatastoreEngine
 from shipyard.data.lifecycle import handle_of as datastore_handle
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.drivers.local.process import LocalProcesses
+from shipyard.drivers.postgres.backups import PgBackRestArchive
 from shipyard.drivers.postgres.engine import PostgresEngine
+from shipyard.drivers.redis.engine import KeyValueEngine
 from shipyard.records import DatastoreStatus
 from shipyard.run.lifecycle import handle_of
 from shipyard.settings import Settings
@@ -26,12 +29,15 @@ def stop_everything(settings: Settings) -> int:
         runtime.stop(handle_of(inst), 10.0)
         state.update_instance(inst.id, state="stopped")
     data = DataState(state.db, clock)
-    engines = {"postgres": PostgresEngine()}
+    engines: dict[str, DatastoreEngine] = {
+        "postgres": PostgresEngine(archive=PgBackRestArchive(settings.home, settings.offsite)),
+        "keyvalue": KeyValueEngine(settings.home, offsite=settings.offsite),
+    }
     for ds in sorted(data.datastores(), key=lambda d: d.spec.primary is None):  # replicas first
         handle = datastore_handle(ds)
         engine = engines.get(ds.kind)
         if handle is not None and engine is not None:
-            runtime.stop(handle, engine.stop_grace_s, engine.stop_signal)
+            runtime.stop(handle, engine.stop_grace_s, engine.stop_signal, whole_group=False)
         data.update_datastore(ds.name, status=DatastoreStatus.STOPPED, pid=None, start_time=None)
     HAProxyEdge(
         EdgeOptions(

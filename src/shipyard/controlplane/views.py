@@ -3,6 +3,8 @@ listed by key only."""
 
 from __future__ import annotations
 
+import os
+
 from shipyard.apimodels import (
     DatastoreStepView,
     EventsPage,
@@ -14,10 +16,12 @@ from shipyard.apimodels import (
     PlanStepView,
     PlanView,
     ReleaseView,
+    ServiceDiskView,
     ServiceStatus,
     ServiceView,
 )
 from shipyard.context import Context
+from shipyard.data import disks
 from shipyard.plan.plan import Plan
 from shipyard.records import (
     Event,
@@ -84,7 +88,19 @@ def service_view(ctx: Context, svc: Service, busy: bool) -> ServiceView:
         internal_hostport=(
             f"127.0.0.1:{svc.internal_port}" if svc.internal_port is not None else None
         ),
+        disk=_disk(ctx, svc),
     )
+
+
+def _disk(ctx: Context, svc: Service) -> ServiceDiskView | None:
+    disk = svc.spec.disk
+    if disk is None or ctx.volumes is None:
+        return None
+    _image, mountpoint = disks.location(ctx, svc.name, disk)
+    return ServiceDiskView(
+        name=disk.name, mount_path=disk.mount_path, size_gb=disk.size_gb,
+        used_bytes=ctx.volumes.usage(mountpoint), enforced=os.path.ismount(mountpoint),
+    )  # fmt: skip
 
 
 _FAILED = (ReleaseStatus.BUILD_FAILED, ReleaseStatus.FAILED)

@@ -33,6 +33,28 @@ class DatastoreFacts:
     details: dict[str, Any] = field(default_factory=dict)  # kind-specific, JSON-able
 
 
+@dataclass(frozen=True)
+class BackupEntry:
+    """One backup as its engine lists it."""
+
+    id: str  # pgBackRest's label, or the file name of a Key Value snapshot
+    kind: str  # full | diff | incr | rdb
+    started_at: float
+    finished_at: float
+    size_bytes: int | None  # the data it holds
+    stored_bytes: int | None  # what it takes in the repository (compressed, encrypted)
+    locations: tuple[str, ...]  # "local", "s3"
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    """What a restore recovers: the newest state (``latest``), one backup, or a moment."""
+
+    kind: str  # latest | backup | time
+    backup_id: str | None = None
+    time: float | None = None  # epoch seconds (UTC)
+
+
 class DatastoreEngine(Protocol):
     kind: str
     stop_signal: int  # PostgreSQL's fast shutdown is SIGINT; Redis saves on SIGTERM
@@ -88,4 +110,34 @@ class DatastoreEngine(Protocol):
     ) -> tuple[list[str], dict[str, str]]:
         """argv and environment of the interactive client (psql, redis-cli) connected as the
         owner, with ``args`` appended; the password travels in the environment only."""
+        ...
+
+    # -- backups (blocking; minutes for a large datastore) -----------------------------------
+
+    def backup(self, ds: Datastore, secrets: Mapping[str, str], kind: str) -> list[BackupEntry]:
+        """Take a backup (``kind``: full or diff for PostgreSQL; ignored by Key Value) into
+        every repository; what was taken. RuntimeFailure with the tool's own message."""
+        ...
+
+    def backups(self, ds: Datastore, secrets: Mapping[str, str]) -> list[BackupEntry]:
+        """Every backup kept, oldest first (what the repositories hold, not a cache)."""
+        ...
+
+    def restorable_since(self, ds: Datastore, secrets: Mapping[str, str]) -> float | None:
+        """The earliest moment a restore can recover to; None without backups."""
+        ...
+
+    def restored_to(self, ds: Datastore, secrets: Mapping[str, str]) -> float | None:
+        """For a restored, running ``ds``: the newest moment its data holds (PostgreSQL: the
+        newest heartbeat row; Key Value: when its snapshot was taken); None if unknown."""
+        ...
+
+    def restore_files(
+        self, source: Datastore, secrets: Mapping[str, str], point: RestorePoint,
+        dest: Datastore, location: str | None = None,
+    ) -> None:  # fmt: skip
+        """Write ``dest``'s files from ``source``'s backups (``dest`` not yet started, its
+        directory empty): what ``provision`` then configures and ``start`` runs. UsageError
+        for a point that cannot be restored (before the first backup, in the future, an
+        unknown backup), raised before anything is written."""
         ...

@@ -12,8 +12,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import secrets
+import shutil
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +32,7 @@ from shipyard.run.runtime import ProcessHandle
 log = logging.getLogger("shipyard.data")
 READY_TIMEOUT_S = 120.0
 PORT_RANGE = 1000
-_port_lock = threading.Lock()
+port_lock = threading.Lock()  # allocate + record a datastore's port
 
 
 def claim_key(name: str) -> str:
@@ -45,11 +48,24 @@ def engine_of(ctx: Context, kind: str) -> DatastoreEngine:
 
 
 def directory(ctx: Context, name: str) -> Path:
-    """SHIPYARD_HOME/data/<name>, the name made safe for a path (Render allows spaces)."""
+    """SHIPYARD_HOME/data/<name>, the name made safe for a path (Render allows spaces). Its
+    last part also names its backups (SHIPYARD_HOME/backups/<kind>/<it>): a name used before
+    (a deleted datastore whose backups are kept) gets a suffix, so no two share backups."""
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
     if slug != name or slug.startswith("."):
         slug = f"{slug.lstrip('.')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-    return ctx.settings.data_dir / slug
+    taken = {Path(d.dir).name for d in ctx.data.datastores()}
+    candidate = slug
+    while candidate in taken or _used(ctx, candidate):
+        candidate = f"{slug}-{secrets.token_hex(2)}"
+    return ctx.settings.data_dir / candidate
+
+
+def _used(ctx: Context, slug: str) -> bool:
+    backups = ctx.settings.home / "backups"
+    return (ctx.settings.data_dir / slug).exists() or any(
+        (backups / kind / slug).exists() for kind in ("postgres", "keyvalue")
+    )
 
 
 def log_dir(ds: Datastore) -> Path:
@@ -71,10 +87,15 @@ def running(ctx: Context, ds: Datastore) -> bool:
     return handle is not None and ctx.runtime.alive(handle)
 
 
+def live(ctx: Context) -> list[Datastore]:
+    """Every datastore that is not deleted."""
+    return [d for d in ctx.data.datastores() if d.status != DatastoreStatus.DELETED]
+
+
 def connections(ctx: Context) -> dict[str, dict[str, str]]:
     """Every datastore's connection properties (Render's fromDatabase / fromService names)."""
     out: dict[str, dict[str, str]] = {}
-    for ds in ctx.data.datastores():
+    for ds in live(ctx):
         engine = ctx.engines.get(ds.kind)
         if engine is not None and ds.status != DatastoreStatus.FAILED:
             out[ds.name] = engine.connection(ds, secrets_of(ctx, ds))
@@ -86,7 +107,7 @@ def connections(ctx: Context) -> dict[str, dict[str, str]]:
 
 def allocate_port(ctx: Context) -> int:
     """The lowest port from settings.data_port_base up that no datastore holds and nothing
-    listens on. The caller holds ``_port_lock`` until the port is recorded."""
+    listens on. The caller holds ``port_lock`` until the port is recorded."""
     used = ctx.data.datastore_ports() | ctx.state.used_ports()
     used |= {ctx.settings.http_port, ctx.settings.api_port}
     base = ctx.settings.data_port_base
@@ -109,6 +130,20 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def record(
+    ctx: Context, spec: DatastoreSpec, blueprint_id: str, origin: str,
+    secrets: Mapping[str, str], version: str,
+) -> Datastore:  # fmt: skip
+    """The row of a new datastore (status creating): its port, directory, secrets."""
+    ctx.disk.require()
+    with port_lock:
+        port = allocate_port(ctx)
+        return ctx.data.add_datastore(
+            spec, version, port, str(directory(ctx, spec.name)), blueprint_id, origin,
+            {k: ctx.box.encrypt(v) for k, v in secrets.items()},
+        )  # fmt: skip
+
+
 def create(
     ctx: Context, spec: DatastoreSpec, blueprint_id: str, emit: Emit, origin: str = "blueprint",
     secrets: Mapping[str, str] | None = None,
@@ -120,15 +155,9 @@ def create(
     primary = ctx.data.datastore(spec.primary) if spec.primary else None
     if secrets is None:
         secrets = secrets_of(ctx, primary) if primary else engine.new_secrets(spec)
-    ctx.disk.require()
-    with _port_lock:
-        port = allocate_port(ctx)
-        ds = ctx.data.add_datastore(
-            spec, version, port, str(directory(ctx, spec.name)), blueprint_id, origin,
-            {k: ctx.box.encrypt(v) for k, v in secrets.items()},
-        )  # fmt: skip
+    ds = record(ctx, spec, blueprint_id, origin, secrets, version)
     kind = "PostgreSQL" if spec.kind == "postgres" else "Redis"
-    emit(f"{ds.label}: creating ({kind} {version}, port {port})", "info")
+    emit(f"{ds.label}: creating ({kind} {version}, port {ds.port})", "info")
     try:
         return start(ctx, ds, emit, primary=primary)
     except ShipyardError as exc:
@@ -157,7 +186,7 @@ def start(ctx: Context, ds: Datastore, emit: Emit, primary: Datastore | None = N
         engine.wait_ready(ds, secrets, READY_TIMEOUT_S, lambda: ctx.runtime.alive(handle))
         engine.configure(ds, secrets)
     except ShipyardError:
-        ctx.runtime.stop(handle, engine.stop_grace_s, engine.stop_signal)
+        ctx.runtime.stop(handle, engine.stop_grace_s, engine.stop_signal, whole_group=False)
         tail = ctx.runtime.tail(log_dir(ds), 8)
         if tail:
             emit(f"{ds.label}: its last log lines:\n" + "\n".join(f"  {t}" for t in tail),
@@ -173,7 +202,7 @@ def stop(ctx: Context, ds: Datastore, status: DatastoreStatus = DatastoreStatus.
     engine = engine_of(ctx, ds.kind)
     handle = handle_of(ds)
     if handle is not None:
-        ctx.runtime.stop(handle, engine.stop_grace_s, engine.stop_signal)
+        ctx.runtime.stop(handle, engine.stop_grace_s, engine.stop_signal, whole_group=False)
     ctx.data.update_datastore(ds.name, status=status, pid=None, start_time=None)
 
 
@@ -216,3 +245,30 @@ def apply(ctx: Context, spec: DatastoreSpec, blueprint_id: str, emit: Emit) -> D
     if ds.status != DatastoreStatus.AVAILABLE:
         ctx.data.update_datastore(ds.name, status=DatastoreStatus.AVAILABLE, reason="")
     return ctx.data.datastore(ds.name)
+
+
+def delete(ctx: Context, name: str) -> Datastore:
+    """`shipyard db delete NAME --yes`: its server stopped, its files removed; the row stays,
+    renamed "NAME (deleted <time>)" with status deleted, so its backups (kept for the
+    retention period) can still be listed and restored, and NAME is free again."""
+    ds = ctx.data.datastore(name)
+    if ds.status == DatastoreStatus.DELETED:
+        raise Conflict(f"{ds.label} is deleted already.", fields={"datastore": name})
+    replicas = [d.name for d in live(ctx) if d.spec.primary == name]
+    if replicas:
+        raise Conflict(
+            f"{ds.label} has read replicas ({', '.join(replicas)}): delete them first.",
+            fields={"datastore": name, "replicas": replicas},
+        )
+    if ds.kind == "postgres" and ds.spec.primary is None:
+        pass  # its pgBackRest repository is under SHIPYARD_HOME/backups: kept
+    stop(ctx, ds)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ctx.clock.now()))
+    tomb = f"{name} (deleted {stamp})"
+    ctx.data.rename_datastore(name, tomb)
+    ctx.data.update_datastore(tomb, status=DatastoreStatus.DELETED, reason=f"deleted {stamp} UTC")
+    base = Path(ds.dir)
+    for child in base.iterdir() if base.is_dir() else []:
+        if child.name != "pgbackrest":  # its repository's configuration: restores need it
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    return ctx.data.datastore(tomb)

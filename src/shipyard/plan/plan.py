@@ -26,6 +26,7 @@ FIELD_NAMES = {
     "health_check_timeout_seconds": "healthCheckTimeoutSeconds",
     "drain_timeout_seconds": "drainTimeoutSeconds",
     "backup_before_deploy": "backupBeforeDeploy",
+    "disk": "disk",
 }
 
 

@@ -86,8 +86,9 @@ def rollout(
 
 def choose_strategy(ctx: Context, live: Service, old: list[Instance]) -> Strategy:
     """``recreate`` when the live instances listen on a fixed port instead of $PORT (two
-    generations cannot bind it side by side on one network), else ``surge``."""
-    if any(i.fixed_port for i in old):
+    generations cannot bind it side by side on one network) or the service has a disk (one
+    writer at a time), else ``surge``."""
+    if any(i.fixed_port for i in old) or live.spec.disk is not None:
         return RECREATE
     return SURGE
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from shipyard.clock import poll_while
 from shipyard.context import Context, Emit
+from shipyard.data import disks
 from shipyard.errors import EdgeError
 from shipyard.observe.health import Probe
 from shipyard.records import OF_RELEASE, Instance, InstanceState, Release, Service
@@ -73,11 +74,16 @@ def start_instance(
         port = existing.port
     try:
         env = runtime_env(ctx, svc, release, {"PORT": str(port), "RENDER_INSTANCE_ID": inst_id})
-        workdir = release_paths(ctx.settings.services_dir, name, release.number).workdir(
-            spec.root_dir
-        )
+        paths = release_paths(ctx.settings.services_dir, name, release.number)
+        binds = disks.binds(ctx, name, spec.disk, paths.app)
         handle = ctx.runtime.start(
-            ProcessSpec(command=spec.start_command, cwd=workdir, env=env, log_path=log_path)
+            ProcessSpec(
+                command=spec.start_command,
+                cwd=paths.workdir(spec.root_dir),
+                env=env,
+                log_path=log_path,
+                binds=binds,
+            )
         )
     except BaseException as exc:
         # No process: a new row must not stay "starting" (nothing could ever stop it); a

@@ -31,6 +31,9 @@ class ProcessSpec:
     env: Mapping[str, str]
     log_path: Path  # the process's log: a directory its log writer keeps bounded
     user: str | None = None  # the system account it runs as (None: Shipyard's own)
+    # (source, target) directories: ``source`` appears at ``target`` for this process only
+    # (a private mount namespace), e.g. a persistent disk at its mountPath
+    binds: tuple[tuple[Path, Path], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,14 @@ class Runtime(Protocol):
         """``status(handle).running``."""
         ...
 
-    def stop(self, handle: ProcessHandle, grace_s: float, sig: int = signal.SIGTERM) -> ExitStatus:
-        """``sig`` (SIGTERM; PostgreSQL's fast shutdown is SIGINT) to the handle's process
-        group, wait up to ``grace_s`` for the leader, SIGKILL what is left; return the final
+    def stop(
+        self, handle: ProcessHandle, grace_s: float, sig: int = signal.SIGTERM,
+        whole_group: bool = True,
+    ) -> ExitStatus:  # fmt: skip
+        """``sig`` (SIGTERM) to the handle's process group, or with ``whole_group=False`` to
+        its leader only (a server that stops its own children, as PostgreSQL must: SIGINT is
+        its fast shutdown, and its children take SIGINT to mean other things); wait up to
+        ``grace_s`` for the leader, SIGKILL what is left of the group; return the final
         status. Blocks up to ``grace_s`` plus a bounded wait after SIGKILL. Idempotent:
         stopping a gone (or recycled) handle signals nothing and returns its status. Raises
         RuntimeFailure only if the group may not be signalled."""

@@ -1,5 +1,6 @@
 """pyweb: a stdlib HTTP test app for Shipyard's integration tests and benchmarks.
 
+Routes: / (identity), /healthz, /sleep?ms=, /env?key=, /file?path=[&write=], /proxy?url=.
 Env: PORT (required), FIXED_PORT, BOOT_DELAY, CRASH_ON_START, HEALTH_STATUS, EXIT_ON_SIGTERM,
 VERSION, RENDER_SERVICE_NAME, RENDER_GIT_COMMIT. See tests/apps/README.md.
 """
@@ -66,6 +67,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(404, f"env var {key!r} is not set\n")
             else:
                 self._send(200, value)
+        elif url.path == "/file":  # read (or with ?write=TEXT, write) a file: disks' tests
+            self._file(query.get("path", ""), query.get("write"))
         elif url.path == "/proxy":
             self._proxy(query.get("url", ""))
         else:
@@ -80,6 +83,16 @@ class Handler(BaseHTTPRequestHandler):
             "commit": os.environ.get("RENDER_GIT_COMMIT"),
             "host": self.headers.get("Host"),
         }
+
+    def _file(self, path: str, text: str | None) -> None:
+        try:
+            if text is not None:
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+            with open(path, encoding="utf-8") as handle:
+                self._send(200, handle.read())
+        except OSError as exc:
+            self._send(404 if isinstance(exc, FileNotFoundError) else 500, f"{exc}\n")
 
     def _proxy(self, target: str) -> None:
         if not target:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -42,6 +43,7 @@ from shipyard.errors import RuntimeFailure
 from shipyard.run.runtime import ExitStatus, ProcessHandle, ProcessSpec
 
 BASH = "/bin/bash"
+UNSHARE = "/usr/bin/unshare"
 TIMEOUT_EXIT_CODE = 124
 _POLL_S = 0.02  # stop(): how often to look whether the leader is gone
 _RUN_POLL_S, _RUN_POLL_MAX_S = 0.005, 0.1  # run(): first poll, doubling up to the cap
@@ -157,10 +159,11 @@ class LocalProcesses:
                 f"cannot start {spec.command!r}: working directory {spec.cwd} does not exist",
                 fields={"cwd": str(spec.cwd)},
             )
+        argv = _with_binds(spec)
         writer, pipe = self._writers.start(spec.log_path)
         try:
             popen = subprocess.Popen(
-                [BASH, "-c", spec.command],
+                argv,
                 cwd=spec.cwd,
                 env=dict(spec.env),
                 stdin=subprocess.DEVNULL,
@@ -268,14 +271,28 @@ class LocalProcesses:
                 fields={"pid": handle.pid},
             ) from exc
 
-    def stop(self, handle: ProcessHandle, grace_s: float, sig: int = signal.SIGTERM) -> ExitStatus:
-        """``sig`` to the group, wait up to ``grace_s`` for the leader, then SIGKILL the group.
+    def signal_leader(self, handle: ProcessHandle, sig: int) -> None:
+        """kill(pid, sig) to the handle's own process; a gone or recycled one is left alone."""
+        if self._group_is_foreign(handle) or not self.alive(handle):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(handle.pid, sig)
+
+    def stop(
+        self, handle: ProcessHandle, grace_s: float, sig: int = signal.SIGTERM,
+        whole_group: bool = True,
+    ) -> ExitStatus:  # fmt: skip
+        """``sig`` to the group (or its leader only), wait up to ``grace_s`` for the leader,
+        then SIGKILL the group.
 
         After the leader is gone the group is SIGKILLed once more so no member survives, and
         stop waits (bounded) until no live member is left: on return the group's ports and
         files are released (a restart can bind the same port at once).
         """
-        self.signal_group(handle, sig)
+        if whole_group:
+            self.signal_group(handle, sig)
+        else:
+            self.signal_leader(handle, sig)
         if not self._wait_gone(handle, grace_s):
             self.signal_group(handle, signal.SIGKILL)
             self._wait_gone(handle, _KILL_WAIT_S)
@@ -355,6 +372,43 @@ class LocalProcesses:
         popen.wait()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, signal.SIGKILL)
+
+
+def _with_binds(spec: ProcessSpec) -> list[str]:
+    """The argv that runs ``spec.command``; with binds, inside a private mount namespace where
+    each source is bind-mounted on its target (created, empty, on the host if missing). The
+    leader stays the same process (unshare and the wrapper shell exec), so its handle holds.
+
+    Without root there are no mount namespaces: a target that does not exist becomes a
+    symlink to its source; one that exists (and is not that link) cannot be replaced."""
+    if not spec.binds:
+        return [BASH, "-c", spec.command]
+    if os.geteuid() != 0:
+        for source, target in spec.binds:
+            if target.is_symlink() and target.readlink() == source:
+                continue
+            if target.exists() or target.is_symlink():
+                raise RuntimeFailure(
+                    f"cannot show {source} at {target}: {target} exists, and without root "
+                    "Shipyard cannot mount over it; remove it or run Shipyard as root",
+                    fields={"target": str(target)},
+                )
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(source, target_is_directory=True)
+            except OSError as exc:
+                raise RuntimeFailure(
+                    f"cannot link {target} to {source}: {exc.strerror or exc}",
+                    fields={"target": str(target)},
+                ) from exc
+        return [BASH, "-c", spec.command]
+    mounts = " && ".join(
+        f"mkdir -p -- {shlex.quote(str(t))} && mount --bind -- {shlex.quote(str(s))} "
+        f"{shlex.quote(str(t))}"
+        for s, t in spec.binds
+    )
+    script = f"{mounts} && exec {BASH} -c {shlex.quote(spec.command)}"
+    return [UNSHARE, "--mount", "--propagation", "private", BASH, "-c", script]
 
 
 def _group_members(pgid: int) -> list[psutil.Process]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,34 @@ def give(path: Path, acct: Account, mode: int = 0o700) -> None:
                 os.lchown(os.path.join(root, name), acct.uid, acct.gid)
         os.chown(path, acct.uid, acct.gid)
     path.chmod(mode)
+
+
+def ensure_reachable(path: Path, acct: Account) -> None:
+    """``acct`` can traverse every directory above ``path`` (a server reaches its own files
+    by path). A directory that others may not traverse (root's home, 0700, holds the default
+    SHIPYARD_HOME) gets an ACL entry letting exactly that account through (``u:NAME:x``),
+    nothing more; without root or setfacl, RuntimeFailure naming the directory."""
+    if acct.is_current:
+        return
+    setfacl = shutil.which("setfacl")
+    for parent in [path, *path.parents]:
+        info = parent.stat()
+        if info.st_uid == acct.uid or info.st_mode & 0o001:
+            continue
+        if info.st_gid == acct.gid and info.st_mode & 0o010:
+            continue
+        if os.geteuid() == 0 and setfacl:
+            done = subprocess.run([setfacl, "-m", f"u:{acct.name}:x", str(parent)],
+                                  capture_output=True, text=True, check=False)  # fmt: skip
+            if done.returncode == 0:
+                continue
+        raise RuntimeFailure(
+            f"the '{acct.name}' account (which runs the datastore) cannot reach {path}: "
+            f"{parent} is mode {oct(info.st_mode & 0o777)}; allow it through "
+            f"(`setfacl -m u:{acct.name}:x {parent}`, or `chmod o+x {parent}`) or set "
+            "SHIPYARD_HOME elsewhere",
+            fields={"path": str(parent)},
+        )
 
 
 def binary(name: str, *candidates: str) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import os
@@ -29,15 +30,24 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
 
 from shipyard.blueprint.spec import DatastoreSpec
-from shipyard.data.engines import DatastoreFacts
-from shipyard.drivers.local.users import Account, current, give, popen_kwargs, service_account
+from shipyard.data.engines import BackupEntry, DatastoreFacts, RestorePoint
+from shipyard.drivers.local.users import (
+    Account,
+    current,
+    ensure_reachable,
+    give,
+    popen_kwargs,
+    service_account,
+)
+from shipyard.drivers.pgbackrest.engine import BackupInfo, RestoreTarget
+from shipyard.drivers.postgres.backups import PgBackRestArchive
 from shipyard.drivers.postgres.config import (
     HEARTBEAT_SCHEMA,
     REPLICATION_ROLE,
@@ -56,15 +66,6 @@ LIB_DIR = Path("/usr/lib/postgresql")
 SOCKET_PATH_MAX = 107 - len("/.s.PGSQL.65535")
 INCLUDE_LINE = "include_if_exists = 'shipyard.conf'"
 _TOOL_TIMEOUT_S = 600
-
-
-class WalArchive(Protocol):
-    """Where a database's WAL goes (pgBackRest): its archive command, and the environment its
-    server needs for it (the repository's keys)."""
-
-    def archive_command(self, ds: Datastore) -> str | None: ...
-
-    def server_env(self, ds: Datastore, secrets: Mapping[str, str]) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class PostgresEngine:
     stop_signal = int(signal.SIGINT)  # fast shutdown: sessions ended, a clean checkpoint
     stop_grace_s = 60.0
 
-    def __init__(self, lib_dir: Path = LIB_DIR, archive: WalArchive | None = None) -> None:
+    def __init__(self, lib_dir: Path = LIB_DIR, archive: PgBackRestArchive | None = None) -> None:
         self.lib_dir = lib_dir
         self.archive = archive
 
@@ -160,7 +161,11 @@ class PostgresEngine:
         return service_account("postgres")
 
     def new_secrets(self, spec: DatastoreSpec) -> dict[str, str]:
-        return {"password": new_password(), "replication_password": new_password()}
+        return {
+            "password": new_password(),
+            "replication_password": new_password(),
+            "backup_cipher": secrets.token_urlsafe(32),  # the backup repositories' passphrase
+        }
 
     def provision(
         self, ds: Datastore, secrets: Mapping[str, str], primary: Datastore | None
@@ -169,7 +174,7 @@ class PostgresEngine:
         where = layout(ds)
         where.dir.mkdir(parents=True, exist_ok=True)
         where.dir.chmod(0o711)
-        _check_reachable(where.dir, acct)
+        ensure_reachable(where.dir, acct)
         give(where.socket_dir, acct, 0o700)
         if not (where.pgdata / "PG_VERSION").is_file():
             if where.pgdata.exists():  # a half-made cluster (a kill during initdb): redo it
@@ -191,6 +196,8 @@ class PostgresEngine:
             archive_command=self.archive.archive_command(ds) if self.archive else None,
             replica=ds.spec.primary is not None,
         )
+        if self.archive is not None:
+            self.archive.write(ds, where.socket_dir, where.pgdata)
         _write_owned(where.pgdata / "shipyard.conf", server_conf(cfg), acct)
         _write_owned(where.pgdata / "pg_hba.conf", hba_conf(ds.spec.ip_allow_list), acct)
         users = [acct.name, current().name]
@@ -318,6 +325,8 @@ class PostgresEngine:
                 )
         except psycopg.Error as exc:
             raise RuntimeFailure(f"{ds.label}: cannot configure: {_first_line(exc)}") from exc
+        if self.archive is not None and self.archive.archive_command(ds) is not None:
+            self.archive.tool(ds, secrets).stanza_create()  # idempotent
 
     def heartbeat(self, ds: Datastore) -> None:
         """Write Shipyard's heartbeat row (restore drills read it back)."""
@@ -392,6 +401,79 @@ class PostgresEngine:
                 "-d", ds.spec.database_name, *args]  # fmt: skip
         return argv, {"PGPASSWORD": secrets["password"], "PGAPPNAME": "shipyard psql"}
 
+    # -- backups ----------------------------------------------------------------------------
+
+    def _archive(self, ds: Datastore) -> PgBackRestArchive:
+        if self.archive is None or self.archive.archive_command(ds) is None:
+            raise UsageError(f"{ds.label} has no backups (a read replica is backed up through "
+                             "its primary)", fields={"datastore": ds.name})  # fmt: skip
+        return self.archive
+
+    def backup(self, ds: Datastore, secrets: Mapping[str, str], kind: str) -> list[BackupEntry]:
+        taken = self._archive(ds).backup(ds, secrets, kind if kind in ("full", "diff") else "full")
+        return [_entry(b) for b in taken]
+
+    def backups(self, ds: Datastore, secrets: Mapping[str, str]) -> list[BackupEntry]:
+        info = self._archive(ds).info(ds, secrets)
+        return [_entry(b) for b in info.backups]
+
+    def restored_to(self, ds: Datastore, secrets: Mapping[str, str]) -> float | None:
+        try:
+            with self.connect(ds, ds.spec.database_name) as conn:
+                row = conn.execute(
+                    sql.SQL("SELECT max(ts) FROM {}.heartbeat").format(
+                        sql.Identifier(HEARTBEAT_SCHEMA)
+                    )
+                ).fetchone()
+        except psycopg.Error as exc:
+            message = f"{ds.label}: cannot read its heartbeat: {_first_line(exc)}"
+            raise RuntimeFailure(message) from exc
+        return row[0].timestamp() if row and row[0] is not None else None
+
+    def restorable_since(self, ds: Datastore, secrets: Mapping[str, str]) -> float | None:
+        earliest = self._archive(ds).info(ds, secrets).earliest_restorable()
+        return earliest.timestamp() if earliest else None
+
+    def restore_files(
+        self, source: Datastore, secrets: Mapping[str, str], point: RestorePoint,
+        dest: Datastore, location: str | None = None,
+    ) -> None:  # fmt: skip
+        archive = self._archive(source)
+        if point.kind == "time":
+            when = dt.datetime.fromtimestamp(float(point.time or 0), dt.UTC)
+            target = RestoreTarget.at(when)
+        elif point.kind == "backup":
+            target = RestoreTarget.backup(str(point.backup_id))
+        else:
+            target = RestoreTarget.latest()
+        repo = 2 if location == "s3" else 1 if location == "local" else None
+        pgdata = layout(dest).pgdata
+        dest_dir = Path(dest.dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest_dir.chmod(0o711)
+        ensure_reachable(dest_dir, self.account())
+        try:
+            archive.restore(source, secrets, pgdata, target, repo=repo)
+        except (RuntimeFailure, ValueError) as exc:
+            message = exc.message if isinstance(exc, RuntimeFailure) else str(exc)
+            raise UsageError(f"cannot restore {source.label}: {message}",
+                             fields={"datastore": source.name}) from exc  # fmt: skip
+        if dest.origin != "drill":
+            # pgBackRest keeps a restored cluster from archiving (into the source's stanza);
+            # this one archives into its own, so Shipyard's archive_mode applies.
+            auto = pgdata / "postgresql.auto.conf"
+            lines = auto.read_text().splitlines(keepends=True) if auto.exists() else []
+            kept = [ln for ln in lines if not ln.replace(" ", "").startswith("archive_mode=")]
+            _write_owned(auto, "".join(kept), self.account())
+
+
+def _entry(b: BackupInfo) -> BackupEntry:
+    return BackupEntry(
+        id=b.label, kind=b.kind, started_at=b.start.timestamp(), finished_at=b.stop.timestamp(),
+        size_bytes=b.database_size, stored_bytes=b.repo_delta,
+        locations=("s3",) if b.repo == 2 else ("local",),
+    )  # fmt: skip
+
 
 def replication_slot(name: str) -> str:
     """The physical replication slot of a read replica (a lowercase identifier)."""
@@ -428,20 +510,3 @@ def _remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _check_reachable(path: Path, acct: Account) -> None:
-    """The server's account must be able to traverse every directory above its files."""
-    if acct.is_current:
-        return
-    for parent in [path, *path.parents]:
-        info = parent.stat()
-        if info.st_uid == acct.uid:
-            continue
-        if not info.st_mode & 0o001:
-            raise RuntimeFailure(
-                f"the '{acct.name}' account (which runs PostgreSQL) cannot reach {path}: "
-                f"{parent} is mode {oct(info.st_mode & 0o777)}; allow traversal "
-                f"(`chmod o+x {parent}`) or set SHIPYARD_HOME elsewhere",
-                fields={"path": str(parent)},
-            )
