@@ -15,6 +15,7 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql postg
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
 command -v setfacl >/dev/null 2>&1 || need+=(acl)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

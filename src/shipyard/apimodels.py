@@ -425,3 +425,23 @@ class DeleteResult(Model):
     datastore: str
     status: Literal["deleted"]
     backups_kept_until: float | None = Field(description="when its backups are purged")
+
+
+class DiskSnapshotView(Model):
+    id: str
+    service: str
+    disk: str
+    created_at: float
+    size_bytes: int = Field(description="the sealed (encrypted, compressed) snapshot")
+    used_bytes: int = Field(description="the disk's data when it was taken")
+    trigger: str
+
+
+class DiskRestoreBody(Model):
+    snapshot: str = Field(description="a snapshot id from `disk snapshots`")
+
+
+class DiskRestoreAccepted(Model):
+    id: int = Field(description="the operation (follow it like a deploy)")
+    service: str
+    snapshot: str

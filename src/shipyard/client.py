@@ -18,6 +18,8 @@ from shipyard.apimodels import (
     DatastoreView,
     DeleteResult,
     DeployAccepted,
+    DiskRestoreAccepted,
+    DiskSnapshotView,
     DrillView,
     EventsPage,
     EventView,
@@ -187,6 +189,19 @@ class Client:
     def delete_datastore(self, name: str) -> DeleteResult:
         data = self._request("DELETE", _datastore_path(name), params={"confirm": "true"})
         return DeleteResult.model_validate(data)
+
+    def disk_snapshots(self, service: str) -> list[DiskSnapshotView]:
+        data = self._request("GET", f"/v1/services/{quote(service, safe='')}/disk/snapshots")
+        return TypeAdapter(list[DiskSnapshotView]).validate_python(data)
+
+    def disk_snapshot(self, service: str) -> DiskSnapshotView:
+        data = self._request("POST", f"/v1/services/{quote(service, safe='')}/disk/snapshots")
+        return DiskSnapshotView.model_validate(data)
+
+    def disk_restore(self, service: str, snapshot: str) -> DiskRestoreAccepted:
+        data = self._request("POST", f"/v1/services/{quote(service, safe='')}/disk/restore",
+                             json={"snapshot": snapshot})  # fmt: skip
+        return DiskRestoreAccepted.model_validate(data)
 
     def datastore_logs(self, name: str, lines: int = 200) -> list[str]:
         data = self._request("GET", f"{_datastore_path(name)}/logs", params={"lines": lines})

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.test_deploy import deploy
+from shipyard.client import Client
+from shipyard.errors import NotFound
+from tests.integration.test_deploy import deploy, web
 from tests.support.harness import Project, Shipyard
 from tests.support.s3store import S3Store, running_s3
 
@@ -215,3 +217,35 @@ def test_key_value_backup_and_restore_keep_every_key(
     sy.up()
     again = sy.ok("redis-cli", "queue-copy", "--", "--no-auth-warning", "DBSIZE").out.strip()
     assert again == "2000"
+
+
+def test_backup_before_deploy_runs_before_the_pre_deploy_command(
+    shipyard: Shipyard, project: Project
+) -> None:
+    service = web("migrator", "v1", instances=1, extra_env="""\
+      - key: DATABASE_URL
+        fromDatabase: {name: guarded, property: connectionString}
+""", extra="    backupBeforeDeploy: true\n    preDeployCommand: echo migrating\n")  # fmt: skip
+    bp = project.blueprint(
+        "services:\n" + service + "databases:\n  - name: guarded\n", name="shipyard.yaml"
+    )
+    deploy(shipyard, bp)
+    runs = backups(shipyard, "guarded")["runs"]
+    assert [r["trigger"] for r in runs] == ["pre-deploy", "created"], runs
+    assert runs[0]["status"] == "succeeded"
+    with shipyard.client() as c:
+        op = max((d for d in [c.deploy_status(i) for i in range(1, 50)
+                              if _exists(c, i)]), key=lambda o: o.id)  # fmt: skip
+        events = [e.message for e in c.events(op.id).events]
+    backed = next(i for i, m in enumerate(events) if "before the deploy" in m)
+    migrating = next(i for i, m in enumerate(events) if "running preDeployCommand" in m)
+    assert backed < migrating, events
+    assert runs[0]["backup_ids"][0] in events[backed]
+
+
+def _exists(c: Client, op_id: int) -> bool:
+    try:
+        c.deploy_status(op_id)
+    except NotFound:
+        return False
+    return True

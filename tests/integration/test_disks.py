@@ -5,6 +5,7 @@ of its one instance pauses requests instead of failing them."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
 import shutil
@@ -84,3 +85,26 @@ def test_a_disk_inside_the_tree_and_its_size_limit(shipyard: Shipyard, project: 
     image = shipyard.home / "disks" / "tree" / "data.img"
     assert image.stat().st_size == 1024**3
     assert image.stat().st_blocks * 512 < 200 * 1024**2  # only what is used takes space
+
+
+def test_disk_snapshots_and_a_restore(
+    shipyard: Shipyard, project: Project, mount_path: str
+) -> None:
+    bp = project.blueprint("services:\n" + disk_web("photos", "v1", mount_path))
+    deploy(shipyard, bp)
+    write(shipyard, "photos", f"{mount_path}/album.txt", "first version")
+    taken = json.loads(shipyard.ok("disk", "snapshot", "photos", "--json").out)
+    assert taken["service"] == "photos" and taken["used_bytes"] > 0
+    write(shipyard, "photos", f"{mount_path}/album.txt", "overwritten by mistake")
+    write(shipyard, "photos", f"{mount_path}/extra.txt", "added later")
+    listed = json.loads(shipyard.ok("disk", "snapshots", "photos", "--json").out)
+    assert [s["id"] for s in listed] == [taken["id"]]
+    sealed = shipyard.home / "backups" / "disks" / "photos" / f"{taken['id']}.sealed"
+    assert b"first version" not in sealed.read_bytes()  # encrypted at rest
+    shipyard.ok("disk", "restore", "photos", "--snapshot", taken["id"])
+    assert read(shipyard, "photos", f"{mount_path}/album.txt") == (200, "first version")
+    assert read(shipyard, "photos", f"{mount_path}/extra.txt")[0] == 404
+    missing = shipyard.cli("disk", "restore", "photos", "--snapshot", "nope")
+    assert missing.code == 4 and taken["id"] in missing.err, missing.text
+    no_disk = shipyard.cli("disk", "snapshot", "nodisk")
+    assert no_disk.code == 4

@@ -12,7 +12,7 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
-def client() -> Client:
+def client(timeout: float | None = None) -> Client:
     """The API client of this invocation: ``obj`` of the click context when one is given (a
     callable returning a Client: how in-process CLI tests reach a TestClient), else one to the
     daemon of SHIPYARD_HOME."""
@@ -23,7 +23,7 @@ def client() -> Client:
         if not isinstance(made, Client):
             raise TypeError(f"the CLI's context object made {made!r}, not a Client")
         return made
-    return Client(settings())
+    return Client(settings()) if timeout is None else Client(settings(), timeout=timeout)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

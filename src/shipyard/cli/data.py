@@ -205,6 +205,58 @@ def register(cli: click.Group) -> None:
             for line in out:
                 click.echo(line)
 
+    @cli.group()
+    def disk() -> None:
+        """Services' persistent disks: snapshots and restores."""
+
+    @disk.command("snapshots")
+    @click.argument("service")
+    @json_option
+    def disk_snapshots(service: str, as_json: bool) -> None:
+        """A service's disk snapshots (daily, kept 7 days, and those taken on request)."""
+        with client() as c:
+            found = c.disk_snapshots(service)
+        if as_json:
+            emit_json(found)
+            return
+        if not found:
+            click.echo(f"{service} has no disk snapshot yet (`shipyard disk snapshot {service}`).")
+            return
+        rows = [[s.id, s.disk, _when(s.created_at), _size(s.used_bytes), _size(s.size_bytes),
+                 s.trigger] for s in found]  # fmt: skip
+        click.echo(table(["ID", "DISK", "TAKEN", "DATA", "STORED", "TRIGGER"], rows))
+
+    @disk.command("snapshot")
+    @click.argument("service")
+    @json_option
+    def disk_snapshot(service: str, as_json: bool) -> None:
+        """Take a snapshot of a service's disk now (the service keeps running)."""
+        with client(timeout=3600.0) as c:  # a large disk takes a while
+            snap = c.disk_snapshot(service)
+        if as_json:
+            emit_json(snap)
+        else:
+            click.echo(f"snapshot {snap.id} of {service}'s disk: {_size(snap.used_bytes)} of "
+                       f"data, {_size(snap.size_bytes)} stored")  # fmt: skip
+
+    @disk.command("restore")
+    @click.argument("service")
+    @click.option("--snapshot", "snapshot", required=True, help="A snapshot ID.")
+    @click.option("--wait/--no-wait", default=True, show_default=True)
+    @json_option
+    def disk_restore(service: str, snapshot: str, wait: bool, as_json: bool) -> None:
+        """Replace a service's disk with a snapshot (its instance stops meanwhile)."""
+        with client() as c:
+            op = c.disk_restore(service, snapshot)
+            if not wait:
+                _accepted(op.id, f"disk restore of {service}", as_json, op.model_dump())
+                return
+            _wait(c, op.id, as_json)
+        if as_json:
+            emit_json(op)
+        else:
+            click.echo(f"{service}'s disk is back to snapshot {snapshot}.")
+
     @cli.command(context_settings={"ignore_unknown_options": True})
     @click.argument("name")
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)

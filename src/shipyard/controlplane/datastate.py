@@ -15,7 +15,7 @@ from shipyard.records import BackupRun, Datastore, DatastoreStatus, Drill, RunSt
 
 _COLUMNS = frozenset(
     ("status", "reason", "pid", "start_time", "blueprint_path", "restarts", "started_at",
-     "version", "origin")
+     "version", "origin", "port")
 )  # fmt: skip
 
 

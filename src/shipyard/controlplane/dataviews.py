@@ -22,19 +22,24 @@ from shipyard.apimodels import (
     DatastoreInfo,
     DatastoreView,
     DeleteResult,
+    DiskRestoreAccepted,
+    DiskRestoreBody,
+    DiskSnapshotView,
     DrillView,
     LogLines,
     RestoreBody,
 )
-from shipyard.context import Context
+from shipyard.context import Context, Emit
 from shipyard.controlplane.engine import Engine
-from shipyard.data import lifecycle
+from shipyard.data import disks, lifecycle
 from shipyard.data.backups import check_backup, last_success, run_backup
 from shipyard.data.engines import BackupEntry, DatastoreFacts, RestorePoint
 from shipyard.data.lifecycle import delete as delete_datastore
 from shipyard.data.restore import check_restore, drill, restore
-from shipyard.errors import Conflict, ShipyardError, UsageError
-from shipyard.records import BackupRun, Datastore, Drill, OperationKind
+from shipyard.errors import Conflict, NotFound, ShipyardError, UsageError
+from shipyard.records import ACTIVE_INSTANCE, BackupRun, Datastore, Drill, OperationKind
+from shipyard.run.lifecycle import stop_all
+from shipyard.run.scale import scale_to
 
 MASK = "****"
 
@@ -177,6 +182,36 @@ def add_routes(
             lambda emit: run_backup(ctx, name, "manual", emit, kind=body.kind, deploy_id=None),
         )  # fmt: skip
         return DataOpAccepted(id=op, datastore=name, action="backup")
+
+    @app.get("/v1/services/{name}/disk/snapshots", dependencies=guarded, responses=found)
+    def disk_snapshots(name: str) -> list[DiskSnapshotView]:
+        ctx.state.service(name)
+        return [DiskSnapshotView(**asdict(s)) for s in disks.snapshots(ctx, name)]
+
+    @app.post("/v1/services/{name}/disk/snapshots", dependencies=guarded, status_code=201,
+              responses=operation)  # fmt: skip
+    def disk_snapshot(name: str) -> DiskSnapshotView:
+        return DiskSnapshotView(**asdict(disks.take_snapshot(ctx, name)))
+
+    @app.post("/v1/services/{name}/disk/restore", dependencies=guarded, status_code=202,
+              responses=operation)  # fmt: skip
+    def disk_restore(name: str, body: DiskRestoreBody) -> DiskRestoreAccepted:
+        svc = ctx.state.service(name)
+        if not any(s.id == body.snapshot for s in disks.snapshots(ctx, name)):
+            ids = ", ".join(s.id for s in disks.snapshots(ctx, name)) or "none"
+            raise NotFound(f"{name} has no disk snapshot {body.snapshot!r} (snapshots: {ids}).")
+
+        def action(emit: Emit) -> None:
+            emit(f"stopping {name} to restore its disk from snapshot {body.snapshot}", "info")
+            stop_all(ctx, ctx.state.instances(name, states=ACTIVE_INSTANCE), grace_s=30.0)
+            disks.restore_snapshot(ctx, name, body.snapshot)
+            emit(f"disk restored from {body.snapshot}; starting {name} again", "info")
+            if svc.current_release is not None:
+                scale_to(ctx, name, svc.desired_instances, emit, persist=False)
+
+        op = engine.run_operation(OperationKind.RESTORE, f"disk:{name}", [name], name, name,
+                                  action)  # fmt: skip
+        return DiskRestoreAccepted(id=op, service=name, snapshot=body.snapshot)
 
     @app.get("/v1/datastores/{name}/backups", dependencies=guarded, responses=found)
     def backups(name: str) -> BackupsView:

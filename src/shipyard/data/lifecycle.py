@@ -158,11 +158,22 @@ def create(
     ds = record(ctx, spec, blueprint_id, origin, secrets, version)
     kind = "PostgreSQL" if spec.kind == "postgres" else "Redis"
     emit(f"{ds.label}: creating ({kind} {version}, port {ds.port})", "info")
-    try:
-        return start(ctx, ds, emit, primary=primary)
-    except ShipyardError as exc:
-        ctx.data.update_datastore(ds.name, status=DatastoreStatus.FAILED, reason=exc.message)
-        raise
+    for attempt in range(3):
+        try:
+            return start(ctx, ds, emit, primary=primary)
+        except ShipyardError as exc:
+            if attempt < 2 and not _bindable(ds.port):
+                # Another process took the port between its choice and the server's start
+                # (nobody was given it yet): choose again.
+                with port_lock:
+                    port = allocate_port(ctx)
+                    ctx.data.update_datastore(ds.name, port=port)
+                emit(f"{ds.label}: port {ds.port} was taken meanwhile; using {port}", "warning")
+                ds = ctx.data.datastore(ds.name)
+                continue
+            ctx.data.update_datastore(ds.name, status=DatastoreStatus.FAILED, reason=exc.message)
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def start(ctx: Context, ds: Datastore, emit: Emit, primary: Datastore | None = None) -> Datastore:
@@ -272,3 +283,13 @@ def delete(ctx: Context, name: str) -> Datastore:
         if child.name != "pgbackrest":  # its repository's configuration: restores need it
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
     return ctx.data.datastore(tomb)
+
+
+def purge(ctx: Context, ds: Datastore) -> None:
+    """A deleted datastore past its retention: its local backups, directory and row removed
+    (copies in the off-site bucket follow the bucket's own lifecycle rules)."""
+    slug = Path(ds.dir).name
+    for kind in ("postgres", "keyvalue"):
+        shutil.rmtree(ctx.settings.home / "backups" / kind / slug, ignore_errors=True)
+    shutil.rmtree(ds.dir, ignore_errors=True)
+    ctx.data.remove_datastore(ds.name)

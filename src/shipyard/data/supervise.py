@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from shipyard.context import Context, log_emitter
-from shipyard.data import lifecycle
+from shipyard.data import disks, lifecycle
 from shipyard.data.backups import due, run_backup
 from shipyard.data.restore import drill
 from shipyard.errors import ShipyardError
@@ -110,6 +110,8 @@ class DataSupervisor:
     def _run_schedules(self) -> None:
         """Start the backups and drills whose cron schedule fired since their last run."""
         wall = self.ctx.clock.now()
+        self._snapshot_disks(wall)
+        self._purge_deleted(wall)
         for ds in self.ctx.data.datastores():
             if ds.status != DatastoreStatus.AVAILABLE or ds.spec.primary is not None:
                 continue
@@ -128,28 +130,49 @@ class DataSupervisor:
             if has_backup and due(policy.drill_schedule, last_drill, ds.created_at, wall):
                 self._job(ds, "drill", partial(drill, self.ctx, ds.name, log_emitter(log)))
 
+    def _purge_deleted(self, wall: float) -> None:
+        """A deleted datastore's backups go once its retention has passed."""
+        for ds in self.ctx.data.datastores():
+            keep = ds.spec.backups.retention_days * 86400
+            if ds.status == DatastoreStatus.DELETED and wall - ds.updated_at > keep:
+                lifecycle.purge(self.ctx, ds)
+                log.info("%s: its backups are past their retention: removed", ds.label)
+
+    def _snapshot_disks(self, wall: float) -> None:
+        """Each service's disk daily (disks.SNAPSHOT_SCHEDULE), kept 7 days."""
+        for svc in self.ctx.state.services():
+            if svc.spec.disk is None or svc.current_release is None:
+                continue
+            taken = disks.snapshots(self.ctx, svc.name)
+            last = taken[-1].created_at if taken else None
+            if due(disks.SNAPSHOT_SCHEDULE, last, svc.created_at, wall):
+                work = partial(disks.take_snapshot, self.ctx, svc.name, "schedule")
+                self._job_key(f"disk:{svc.name}", f"{svc.name}'s disk", "snapshot", work)
+
     def _job(self, ds: Datastore, what: str, work: Callable[[], object]) -> None:
         """Run ``work`` in a thread of its own, holding the datastore's claim (a deploy or a
         restart of it meanwhile waits for the next tick's turn, and vice versa)."""
-        key = lifecycle.claim_key(ds.name)
+        self._job_key(lifecycle.claim_key(ds.name), ds.label, what, work)
+
+    def _job_key(self, key: str, label: str, what: str, work: Callable[[], object]) -> None:
         with self._lock:
-            if ds.name in self._jobs or not self.claims.try_claim(key, f"scheduled {what}"):
+            if key in self._jobs or not self.claims.try_claim(key, f"scheduled {what}"):
                 return
-            self._jobs.add(ds.name)
+            self._jobs.add(key)
 
         def run() -> None:
             try:
                 work()
             except ShipyardError as exc:
-                log.error("%s: scheduled %s failed: %s", ds.label, what, exc.message)
+                log.error("%s: scheduled %s failed: %s", label, what, exc.message)
             except Exception:
-                log.exception("%s: scheduled %s crashed", ds.label, what)
+                log.exception("%s: scheduled %s crashed", label, what)
             finally:
                 with self._lock:
-                    self._jobs.discard(ds.name)
+                    self._jobs.discard(key)
                 self.claims.free([key], f"scheduled {what}")
 
-        threading.Thread(target=run, name=f"{what}-{ds.name}", daemon=True).start()
+        threading.Thread(target=run, name=f"{what}-{key}", daemon=True).start()
 
     def _heartbeat(self, ds: Datastore, now: float) -> None:
         if now - self._beat_at.get(ds.name, float("-inf")) < HEARTBEAT_S:

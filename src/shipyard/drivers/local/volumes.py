@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 from shipyard.data.disks import Volume
+from shipyard.drivers.local.sealed import seal, unseal
 from shipyard.errors import RuntimeFailure
 
 log = logging.getLogger("shipyard.volumes")
@@ -80,6 +81,44 @@ class LoopVolumes:
         """Bytes used by the disk's data."""
         # what files use (an ext4 filesystem's own journal and tables are not the app's)
         return _walk_size(mountpoint) if mountpoint.exists() else 0
+
+    def archive(self, mountpoint: Path, dest: Path, key: bytes) -> int:
+        """A consistent copy of the disk's files, sealed with ``key`` into ``dest``; its size.
+        A mounted filesystem is frozen (fsfreeze: writes wait, reads go on) while tar reads
+        it, so the copy is one moment of the disk, like a crash-consistent snapshot."""
+        plain = dest.with_name(dest.name + ".tar.zst.tmp")
+        frozen = False
+        try:
+            if os.path.ismount(mountpoint) and shutil.which("fsfreeze"):
+                _run(["fsfreeze", "--freeze", str(mountpoint)])
+                frozen = True
+            _run(["tar", "--sparse", "--zstd", "-cf", str(plain), "-C", str(mountpoint),
+                  "--exclude=./lost+found", "."])  # fmt: skip
+        finally:
+            if frozen:
+                _run(["fsfreeze", "--unfreeze", str(mountpoint)])
+        try:
+            return seal(plain, dest, key).sealed_bytes
+        finally:
+            plain.unlink(missing_ok=True)
+
+    def unarchive(self, mountpoint: Path, src: Path, key: bytes) -> None:
+        """Replace the disk's files with those of the sealed copy ``src`` (nothing may use the
+        disk meanwhile). The copy is checked whole before anything is removed."""
+        plain = mountpoint.parent / f".{mountpoint.name}.restore.tar.zst"
+        try:
+            unseal(src, plain, key)
+            _run(["tar", "--zstd", "-tf", str(plain)])  # readable to its end
+            for child in mountpoint.iterdir():
+                if child.name == "lost+found":
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+            _run(["tar", "--sparse", "--zstd", "-xpf", str(plain), "-C", str(mountpoint)])
+        finally:
+            plain.unlink(missing_ok=True)
 
 
 def _walk_size(root: Path) -> int:
