@@ -7,6 +7,8 @@ shipyard up -d
 shipyard deploy -f examples/render.yaml --wait
 echo
 shipyard ps
+echo
+shipyard db list
 port="${SHIPYARD_HTTP_PORT:-8080}"
 echo
 echo "Open http://hello-web.localhost:${port}/  (curl -H 'Host: hello-web.localhost' http://127.0.0.1:${port}/)"

@@ -1,4 +1,5 @@
-"""hello-api: a private JSON API that counts visits (in memory)."""
+"""hello-api: a private JSON API that counts visits in PostgreSQL (they survive deploys and
+restarts) and queues each visit in Redis for hello-worker."""
 
 from __future__ import annotations
 
@@ -7,25 +8,45 @@ import os
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psycopg
+import redis
+
 PORT = int(os.environ.get("PORT", "10001"))
-_count = 0
-_lock = threading.Lock()
+_local = threading.local()
+
+
+def db() -> psycopg.Connection[tuple[int]]:
+    """One connection per request thread, reconnected when the server restarted."""
+    conn = getattr(_local, "db", None)
+    if conn is None or conn.closed or conn.broken:
+        conn = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+        _local.db = conn
+    return conn  # type: ignore[no-any-return]
+
+
+queue = redis.Redis.from_url(os.environ["REDIS_URL"])
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        global _count
         if self.path == "/healthz":
             self._json(200, {"status": "ok"})
         elif self.path == "/count":
-            with _lock:
-                _count += 1
-                value = _count
-            self._json(200, {"count": value})
+            try:
+                row = db().execute(
+                    "UPDATE visits SET count = count + 1 WHERE id = 1 RETURNING count"
+                ).fetchone()
+                count = row[0] if row else 0
+                queue.lpush("visits", json.dumps({"count": count, "at": time.time()}))
+            except (psycopg.Error, redis.RedisError) as exc:
+                self._json(503, {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
+                return
+            self._json(200, {"count": count})
         else:
             self._json(404, {"error": "not found"})
 
