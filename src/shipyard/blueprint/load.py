@@ -314,10 +314,11 @@ def pg_identifier(name: str, suffix: str = "") -> str:
     user names from the database's name when the file gives none)."""
     ident = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name.lower())
     ident = ident.strip("_") or "db"
-    if ident[0].isdigit():
+    if ident[0].isdigit() or ident.startswith("pg_"):  # PostgreSQL reserves pg_ names
         ident = f"db_{ident}"
-    ident = ident[: 63 - len(suffix)] + suffix
-    return f"{ident}_db" if ident in RESERVED_ROLES or ident.startswith("pg_") else ident
+    if ident in RESERVED_ROLES:
+        ident = f"{ident}_db"
+    return ident[: 63 - len(suffix)].rstrip("_") + suffix
 
 
 def _database_specs(db: Database) -> list[DatastoreSpec]:

@@ -109,6 +109,9 @@ class DataState:
         self.db.execute("INSERT OR REPLACE INTO datastore_secrets VALUES (?,?,?)", name, key, value)
 
     def rename_datastore(self, name: str, new_name: str) -> None:
+        if self.find_datastore(new_name) is not None:
+            raise Conflict(f"Cannot rename {name!r}: {new_name!r} exists already.",
+                           fields={"datastore": name, "name": new_name})  # fmt: skip
         with self.db.tx() as conn:
             conn.execute("UPDATE datastores SET name = ? WHERE name = ?", (new_name, name))
             for table, column in (("datastore_secrets", "datastore"), ("backups", "datastore"),
@@ -118,7 +121,8 @@ class DataState:
 
     def remove_datastore(self, name: str) -> None:
         with self.db.tx() as conn:
-            conn.execute("DELETE FROM datastore_secrets WHERE datastore = ?", (name,))
+            for table in ("datastore_secrets", "backups", "drills"):
+                conn.execute(f"DELETE FROM {table} WHERE datastore = ?", (name,))
             conn.execute("DELETE FROM datastores WHERE name = ?", (name,))
 
     # backups and drills ----------------------------------------------------------------------

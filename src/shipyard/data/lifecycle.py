@@ -276,6 +276,8 @@ def delete(ctx: Context, name: str) -> Datastore:
     stop(ctx, ds)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ctx.clock.now()))
     tomb = f"{name} (deleted {stamp})"
+    if ctx.data.find_datastore(tomb) is not None:  # deleted twice within a second
+        tomb = f"{name} (deleted {stamp}.{secrets.token_hex(2)})"
     ctx.data.rename_datastore(name, tomb)
     ctx.data.update_datastore(tomb, status=DatastoreStatus.DELETED, reason=f"deleted {stamp} UTC")
     base = Path(ds.dir)

@@ -78,7 +78,7 @@ class Layout:
 def layout(ds: Datastore) -> Layout:
     base = Path(ds.dir)
     socket_dir = base / "run"
-    if len(str(socket_dir)) > SOCKET_PATH_MAX:
+    if len(str(socket_dir).encode()) > SOCKET_PATH_MAX:  # the limit is in bytes
         digest = hashlib.sha256(str(base).encode()).hexdigest()[:12]
         socket_dir = Path("/tmp") / f"shipyard-pg-{digest}"
     return Layout(base, base / "pgdata", socket_dir)
