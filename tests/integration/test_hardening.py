@@ -20,16 +20,18 @@ def test_home_is_private_after_a_deploy(shipyard: Shipyard, project: Project) ->
     bp = project.blueprint("services:\n" + web("private", "v1", instances=1))
     deploy(shipyard, bp)
     # Symlinks are left out: their mode is always 0777 and means nothing on Linux.
-    # The home and its data directory are traversable (0711) so a datastore's account reaches
-    # its own directory; nothing in them is readable or listable by others.
+    # The home, its data and backups directories are traversable (0711) so a datastore's
+    # account reaches its own directory; nothing in them is readable or listable by others.
     found = subprocess.run(
         ["find", str(shipyard.home), "!", "-type", "l", "-perm", "/o=rwx,g=rwx",
-         "!", "-path", str(shipyard.home), "!", "-path", str(shipyard.home / "data")],
+         "!", "-path", str(shipyard.home), "!", "-path", str(shipyard.home / "data"),
+         "!", "-path", str(shipyard.home / "backups")],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert found == "", f"readable by others:\n{found[:2000]}"
     assert (shipyard.home.stat().st_mode & 0o777) == 0o711
     assert (shipyard.home / "data").stat().st_mode & 0o777 == 0o711
+    assert (shipyard.home / "backups").stat().st_mode & 0o777 == 0o711
 
 
 def test_root_dir_through_a_link_out_of_the_tree_is_refused(

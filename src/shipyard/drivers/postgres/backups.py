@@ -107,6 +107,12 @@ class PgBackRestArchive:
     # -- operations --------------------------------------------------------------------------
 
     def tool(self, ds: Datastore, secrets: Mapping[str, str]) -> PgBackRest:
+        # Its account must still reach the repository and the configuration (a chmod of a
+        # directory above them resets the ACL that lets it through).
+        acct = service_account("postgres")
+        for path in (self.config_path(ds).parent, self.repo_path(ds)):
+            if path.exists():  # a lost local repository: restores read the S3 one
+                ensure_reachable(path, acct)
         return PgBackRest(self.config_path(ds), stanza(ds), service_account("postgres").name,
                           self.env(secrets))  # fmt: skip
 
