@@ -56,6 +56,8 @@ bench: install
 	$(BIN)/python bench/many_services.py
 	$(BIN)/python bench/release_disk.py
 	$(BIN)/python bench/logd_memory.py
+	$(BIN)/python bench/backup_restore.py
+	$(BIN)/python bench/disk_deploy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

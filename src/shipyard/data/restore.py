@@ -6,8 +6,9 @@ usable by psql and fromDatabase. It gets passwords of its own.
 
 A drill proves the backups: the latest backup plus the archived WAL restored into a throwaway
 server on a spare port, recovery waited for, the newest heartbeat row read back. The recovery
-point achieved is the drill's target (the moment it began) minus that heartbeat: the data a
-disaster at that moment would have lost. pgBackRest's own ``verify`` is no proof (it exits 0
+point achieved is the drill's target (the end of the archive: the moment recovery reached it
+and the server came out of recovery) minus that heartbeat: the data a disaster at that moment
+would have lost. pgBackRest's own ``verify`` is no proof (it exits 0
 on corruption); the drill is.
 """
 
@@ -137,6 +138,10 @@ def drill(ctx: Context, name: str, emit: Emit, deploy_id: int | None = None) -> 
         handle = ctx.runtime.start(engine.process(scratch, secrets, log))
         running = replace(scratch, pid=handle.pid, start_time=handle.start_time)
         engine.wait_ready(running, secrets, DRILL_TIMEOUT_S, lambda: ctx.runtime.alive(handle))
+        # The recovery target: "latest" is the end of the archive when recovery reached it,
+        # which is when the server came out of recovery, not when the drill began (WAL
+        # archived while the backup was being restored is replayed too).
+        target_at = ctx.clock.now()
         if src.kind == "keyvalue":
             engine.configure(running, secrets)  # checks the keys loaded against the backup
         found = engine.restored_to(running, secrets)
