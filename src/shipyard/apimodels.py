@@ -445,3 +445,29 @@ class DiskRestoreAccepted(Model):
     id: int = Field(description="the operation (follow it like a deploy)")
     service: str
     snapshot: str
+
+
+class EnvEntryView(Model):
+    key: str
+    source: Literal["blueprint", "set", "group-set", "platform"] = Field(
+        description="blueprint: the Blueprint gives it; set: `shipyard env set`; group-set: "
+        "`env set --group`"
+    )
+    value: str | None = Field(description="masked unless reveal=true")
+
+
+class EnvView(Model):
+    service: str
+    entries: list[EnvEntryView]
+
+
+class EnvBody(Model):
+    set: dict[str, str] = Field(default_factory=dict)
+    unset: list[str] = Field(default_factory=list)
+    deploy: bool = Field(True, description="roll out a new release with the new env")
+    group: str | None = Field(None, description="change an env group's values instead")
+
+
+class EnvChanged(Model):
+    service: str
+    id: int | None = Field(description="the rollout's operation, when one started")

@@ -21,6 +21,9 @@ from shipyard.apimodels import (
     DiskRestoreAccepted,
     DiskSnapshotView,
     DrillView,
+    EnvBody,
+    EnvChanged,
+    EnvView,
     EventsPage,
     EventView,
     Health,
@@ -189,6 +192,16 @@ class Client:
     def delete_datastore(self, name: str) -> DeleteResult:
         data = self._request("DELETE", _datastore_path(name), params={"confirm": "true"})
         return DeleteResult.model_validate(data)
+
+    def env(self, service: str, reveal: bool = False) -> EnvView:
+        data = self._request("GET", f"/v1/services/{quote(service, safe='')}/env",
+                             params={"reveal": "true" if reveal else "false"})  # fmt: skip
+        return EnvView.model_validate(data)
+
+    def set_env(self, service: str, body: EnvBody) -> EnvChanged:
+        data = self._request("PUT", f"/v1/services/{quote(service, safe='')}/env",
+                             json=body.model_dump())  # fmt: skip
+        return EnvChanged.model_validate(data)
 
     def disk_snapshots(self, service: str) -> list[DiskSnapshotView]:
         data = self._request("GET", f"/v1/services/{quote(service, safe='')}/disk/snapshots")

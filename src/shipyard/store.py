@@ -128,6 +128,11 @@ class Store(Protocol):
 
     def save_generated(self, service: str, values: dict[str, bytes]) -> None: ...
 
+    # operator-set env values, per service or "group:<name>" (encrypted)
+    def env_values(self, scope: str) -> dict[str, bytes]: ...
+
+    def set_env_values(self, scope: str, values: dict[str, bytes], unset: list[str]) -> None: ...
+
 
 class Secrets(Protocol):
     """Encryption at rest (``controlplane/secrets.py``: Fernet, key in SHIPYARD_HOME)."""

@@ -27,7 +27,7 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # always fullmat
 # Dots are allowed: render-examples/temporal (an official Render template) sets Elasticsearch
 # settings such as `xpack.security.enabled` and `discovery.type` as env var keys. Any name
 # without '=' and NUL reaches a process (execve); this keeps to names programs can look up.
-_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,255}")
+ENV_KEY = _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,255}")
 # What the edge sends as a health check path unquoted (drivers/haproxy/config.py refuses
 # anything else); '#' would start a comment in its map file.
 _PATH_CHARS = re.compile(r"[A-Za-z0-9._~!&()*+,;=:@%/?-]*")

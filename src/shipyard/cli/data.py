@@ -9,7 +9,7 @@ import time
 
 import click
 
-from shipyard.apimodels import DatastoreInfo, DatastoreView, RestoreBody
+from shipyard.apimodels import DatastoreInfo, DatastoreView, EnvBody, RestoreBody
 from shipyard.cli.common import client, json_option
 from shipyard.cli.output import ago, emit_json, print_event, table
 from shipyard.client import Client
@@ -206,6 +206,52 @@ def register(cli: click.Group) -> None:
                 click.echo(line)
 
     @cli.group()
+    def env() -> None:
+        """A service's environment variables: list, set, unset."""
+
+    @env.command("list")
+    @click.argument("service")
+    @click.option("--reveal", is_flag=True, help="Show the values (they are secrets).")
+    @json_option
+    def env_list(service: str, reveal: bool, as_json: bool) -> None:
+        """The live release's variables (values masked unless --reveal)."""
+        with client() as c:
+            found = c.env(service, reveal)
+        if as_json:
+            emit_json(found)
+            return
+        click.echo(table(["KEY", "SOURCE", "VALUE"],
+                         [[e.key, e.source, e.value] for e in found.entries]))  # fmt: skip
+
+    @env.command("set")
+    @click.argument("service")
+    @click.argument("pairs", nargs=-1, required=True)
+    @click.option("--group", help="Set them in this env group instead.")
+    @click.option("--no-deploy", is_flag=True, help="Only record them (the next deploy uses them).")
+    @click.option("--wait", is_flag=True, help="Wait for the rollout of the new release.")
+    def env_set(service: str, pairs: tuple[str, ...], group: str | None, no_deploy: bool,
+                wait: bool) -> None:  # fmt: skip
+        """Set KEY=VALUE pairs; rolls out a new release with them (no rebuild)."""
+        values: dict[str, str] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise UsageError(f"{pair!r} is not KEY=VALUE.")
+            values[key] = value
+        _change_env(service, EnvBody(set=values, deploy=not no_deploy, group=group), wait)
+
+    @env.command("unset")
+    @click.argument("service")
+    @click.argument("keys", nargs=-1, required=True)
+    @click.option("--group", help="Unset them in this env group instead.")
+    @click.option("--no-deploy", is_flag=True, help="Only record it (the next deploy uses it).")
+    @click.option("--wait", is_flag=True, help="Wait for the rollout of the new release.")
+    def env_unset(service: str, keys: tuple[str, ...], group: str | None, no_deploy: bool,
+                  wait: bool) -> None:  # fmt: skip
+        """Remove values set with `env set`; rolls out a new release without them."""
+        _change_env(service, EnvBody(unset=list(keys), deploy=not no_deploy, group=group), wait)
+
+    @cli.group()
     def disk() -> None:
         """Services' persistent disks: snapshots and restores."""
 
@@ -270,6 +316,20 @@ def register(cli: click.Group) -> None:
     def redis_cli(name: str, args: tuple[str, ...]) -> None:
         """redis-cli connected to a Key Value instance with its password."""
         _run_client(name, list(args), "keyvalue")
+
+
+def _change_env(service: str, body: EnvBody, wait: bool) -> None:
+    with client() as c:
+        changed = c.set_env(service, body)
+        if changed.id is None:
+            click.echo("Recorded; the next deploy uses it.")
+            return
+        if wait:
+            _wait(c, changed.id, False)
+            click.secho(f"{service} runs the new env.", fg="green")
+        else:
+            click.echo(f"Rolling out {service} with the new env (operation #{changed.id}); "
+                       f"follow it with `shipyard deploy-status {changed.id} --wait`.")  # fmt: skip
 
 
 def _when(ts: float | None) -> str:

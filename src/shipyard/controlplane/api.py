@@ -19,6 +19,10 @@ from shipyard.apimodels import (
     DeployAccepted,
     DeployBody,
     DiskView,
+    EnvBody,
+    EnvChanged,
+    EnvEntryView,
+    EnvView,
     ErrorBody,
     EventsPage,
     Health,
@@ -34,11 +38,14 @@ from shipyard.apimodels import (
     ServiceView,
     ShutdownAccepted,
 )
+from shipyard.blueprint.scalars import ENV_KEY
+from shipyard.context import Context
 from shipyard.controlplane.dataviews import add_routes as add_datastore_routes
 from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.views import events_page, operation_view, release_view, service_view
-from shipyard.errors import LimitExceeded, ShipyardError, Unauthorized
+from shipyard.errors import LimitExceeded, ShipyardError, Unauthorized, UsageError
 from shipyard.observe.logs import follow_logs, read_logs
+from shipyard.release.env import blueprint_keys
 
 # Every status code and body the API can answer, per route (the OpenAPI description is a
 # contract). 400: malformed request or flag; 401: token; 404: unknown service/release/operation;
@@ -130,6 +137,38 @@ def _replay(messages: list[Message], then: Receive) -> Receive:
         return messages.pop(0) if messages else await then()
 
     return receive
+
+
+def _check_env(body: EnvBody) -> None:
+    bad = [k for k in [*body.set, *body.unset] if not ENV_KEY.fullmatch(k)]
+    if bad:
+        raise UsageError(f"invalid env var key(s): {', '.join(repr(k) for k in bad)} (letters, "
+                         "digits, '_', '.', '-', not starting with a digit)")  # fmt: skip
+    nul = [k for k, v in body.set.items() if "\x00" in v]
+    if nul:
+        raise UsageError(f"the value of {', '.join(nul)} holds a NUL character, which no "
+                         "process environment can carry")  # fmt: skip
+    if not body.set and not body.unset:
+        raise UsageError("nothing to change: give KEY=VALUE pairs to set or keys to unset")
+
+
+def env_view(ctx: Context, name: str, reveal: bool) -> EnvView:
+    """The live release's env (with what `env set` added), values masked unless ``reveal``."""
+    svc = ctx.state.find_service(name)
+    own = {k: ctx.box.decrypt(v) for k, v in ctx.state.env_values(name).items()}
+    live: dict[str, str] = {}
+    fixed: set[str] = set()
+    if svc is not None and svc.current_release is not None:
+        live = ctx.box.decrypt_env(ctx.state.release(name, svc.current_release).env_enc)
+        fixed = blueprint_keys(svc.spec)
+    elif svc is None and not own:
+        ctx.state.service(name)  # NotFound naming the services
+    entries = []
+    for key in sorted(set(live) | set(own)):
+        value = own.get(key, live.get(key, ""))
+        source = "set" if key in own and key not in fixed else "blueprint"
+        entries.append(EnvEntryView(key=key, source=source, value=value if reveal else "****"))
+    return EnvView(service=name, entries=entries)
 
 
 def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> FastAPI:
@@ -260,6 +299,22 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
         return LogLines(lines=read_logs(ctx, name, build=build, lines=lines, release=release))
 
     add_datastore_routes(app, engine, guarded, _COMMON)
+
+    @app.get("/v1/services/{name}/env", dependencies=guarded, responses=_SERVICE)
+    def env(name: str, reveal: bool = False) -> EnvView:
+        return env_view(ctx, name, reveal)
+
+    @app.put("/v1/services/{name}/env", dependencies=guarded, responses=_OPERATION)
+    def set_env(name: str, body: EnvBody) -> EnvChanged:
+        _check_env(body)
+        if body.group is not None:
+            scope = f"group:{body.group}"
+            ctx.state.set_env_values(
+                scope, {k: ctx.box.encrypt(v) for k, v in body.set.items()}, body.unset
+            )
+            return EnvChanged(service=name, id=None)
+        op = engine.set_env(name, body.set, body.unset, deploy=body.deploy)
+        return EnvChanged(service=name, id=op)
 
     @app.post("/v1/shutdown", dependencies=guarded, status_code=202, responses=_COMMON)
     def stop(stop_services: bool = True) -> ShutdownAccepted:

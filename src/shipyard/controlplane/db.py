@@ -166,6 +166,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX drills_datastore ON drills(datastore, id);
     """,
+    # 8: env values set by the operator (`shipyard env set`), per service or env group; they
+    # supply `sync: false` keys and keys the Blueprint does not have
+    """
+    CREATE TABLE env_values (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value_enc BLOB NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    """,
 ]
 
 

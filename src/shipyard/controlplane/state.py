@@ -327,6 +327,22 @@ class State:
                     (service, key, token),
                 )
 
+    # operator-set env values (`shipyard env set`) ----------------------------------------
+    def env_values(self, scope: str) -> dict[str, bytes]:
+        rows = self.db.all("SELECT key, value_enc FROM env_values WHERE scope=? ORDER BY key",
+                           scope)  # fmt: skip
+        return {r["key"]: bytes(r["value_enc"]) for r in rows}
+
+    def set_env_values(self, scope: str, values: dict[str, bytes], unset: list[str]) -> None:
+        """One transaction: ``values`` set (replacing), ``unset`` keys removed."""
+        now = self.clock.now()
+        with self.db.tx() as conn:
+            for key, token in values.items():
+                conn.execute("INSERT OR REPLACE INTO env_values VALUES (?,?,?,?)",
+                             (scope, key, token, now))  # fmt: skip
+            for key in unset:
+                conn.execute("DELETE FROM env_values WHERE scope=? AND key=?", (scope, key))
+
 
 _INSTANCE_COLUMNS = frozenset(
     ("port", "pid", "start_time", "state", "restarts", "last_exit", "restart_at", "crash_times",

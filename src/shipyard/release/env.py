@@ -4,6 +4,8 @@ command and instances (built from scratch, see builds/environment.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shipyard.blueprint.load import LoadedBlueprint
 from shipyard.blueprint.refs import Endpoint, resolve_env
 from shipyard.blueprint.spec import ServiceSpec
@@ -11,7 +13,7 @@ from shipyard.builds.environment import compose_env, release_toolchain
 from shipyard.context import Context, Emit
 from shipyard.data import lifecycle
 from shipyard.records import Release, Service
-from shipyard.release.store import release_paths, service_paths
+from shipyard.release.store import artifact, service_paths
 
 GROUP_OWNER = ""  # generated values of env groups are shared by every service using the group
 
@@ -41,6 +43,11 @@ def resolve_service_env(
         spec, groups=loaded.groups, endpoints=endpoints, service_env=service_env,
         generated=previous, datastores=lifecycle.connections(ctx),
     )  # fmt: skip
+    operator = operator_values(ctx, spec)
+    fixed = blueprint_keys(spec)
+    result.values.update({k: v for k, v in operator.items() if k not in fixed})
+    unset = [u for u in result.unset if u.split(":", 1)[0] not in operator]
+    result = replace(result, unset=tuple(unset))
     new_own = {
         k: ctx.box.encrypt(v)
         for k, v in result.generated.items()
@@ -63,6 +70,35 @@ def resolve_service_env(
             "warning",
         )
     return result.values
+
+
+def operator_values(ctx: Context, spec: ServiceSpec) -> dict[str, str]:
+    """Values set with `shipyard env set` for ``spec``: those of its env groups first, its own
+    override them."""
+    values: dict[str, str] = {}
+    for entry in spec.env_vars:
+        if entry.from_group is not None:
+            values.update(_decrypted(ctx, f"group:{entry.from_group}"))
+    values.update(_decrypted(ctx, spec.name))
+    return values
+
+
+def _decrypted(ctx: Context, scope: str) -> dict[str, str]:
+    return {k: ctx.box.decrypt(v) for k, v in ctx.state.env_values(scope).items()}
+
+
+def blueprint_keys(spec: ServiceSpec) -> set[str]:
+    """Keys the service's own Blueprint entries give a value (value, generateValue, from*):
+    `env set` cannot override them (the next Blueprint deploy would put them back)."""
+    own = {str(e.key) for e in spec.env_vars if e.key and e.sync and e.from_group is None}
+    own |= {d.key for d in spec.env_digests if d.kind not in ("sync", "from_group")}
+    return own
+
+
+def missing_sync_keys(ctx: Context, spec: ServiceSpec) -> list[str]:
+    """``sync: false`` keys of ``spec`` that no `shipyard env set` supplied."""
+    supplied = operator_values(ctx, spec)
+    return [str(e.key) for e in spec.env_vars if not e.sync and e.key and e.key not in supplied]
 
 
 def platform_env(ctx: Context, svc: Service, release: Release) -> dict[str, str]:
@@ -90,7 +126,7 @@ def runtime_env(
     scratch, the service's runtime HOME, the release's own toolchain (a Python release's
     virtualenv), its env snapshot and the platform variables."""
     paths = service_paths(ctx.settings.services_dir, svc.name).ensure()
-    venv = release_paths(ctx.settings.services_dir, svc.name, release.number).venv
+    venv = artifact(release).venv
     return compose_env(
         host=ctx.settings.host,
         home=paths.home,

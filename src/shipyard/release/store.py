@@ -9,12 +9,18 @@
 
 The database row (releases table) holds the status, the config digest, the git commit, the
 spec snapshot and the encrypted env snapshot; the directory is never changed after the build.
+A release made by an env change (`shipyard env set`) runs the artifact of the release it
+changes: its ``dir`` is that release's directory (see :func:`artifact`), its logs its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shipyard.records import Release
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,11 @@ class ReleasePaths:
 
     def workdir(self, root_dir: str) -> Path:
         return self.app / root_dir if root_dir else self.app
+
+
+def artifact(release: Release) -> ReleasePaths:
+    """Where ``release``'s built artifact is: its own directory, or the one it shares."""
+    return ReleasePaths(Path(release.dir))
 
 
 @dataclass(frozen=True)

@@ -233,9 +233,17 @@ class _Rollout:
 def prune_releases(ctx: Context, service: str) -> None:
     """Remove the artifacts of releases past the retention (their build logs stay)."""
     current = ctx.state.service(service).current_release
-    for number in releases_to_prune(ctx.state.releases(service), current):
-        ctx.state.mark_pruned(service, number)  # first: never "deployable" without an artifact
-        paths = release_paths(ctx.settings.services_dir, service, number)
+    releases = ctx.state.releases(service)
+    doomed = set(releases_to_prune(releases, current))
+    # an artifact shared with a release that stays (an env change's) stays too
+    shared = {r.dir for r in releases if r.number not in doomed and not r.pruned}
+    for release in releases:
+        if release.number not in doomed:
+            continue
+        ctx.state.mark_pruned(service, release.number)  # first: never deployable without one
+        if release.dir in shared:
+            continue
+        paths = release_paths(ctx.settings.services_dir, service, release.number)
         shutil.rmtree(paths.app, ignore_errors=True)
         shutil.rmtree(paths.venv, ignore_errors=True)
 

@@ -10,7 +10,7 @@ from shipyard.context import Context, Emit
 from shipyard.errors import DeployFailed
 from shipyard.records import Release, ReleaseStatus
 from shipyard.release.env import runtime_env
-from shipyard.release.store import release_paths
+from shipyard.release.store import artifact, release_paths
 
 PRE_DEPLOY_TIMEOUT_S = 1800.0
 
@@ -21,7 +21,7 @@ def run_pre_deploy(ctx: Context, release: Release, emit: Emit) -> None:
     if not command:
         ctx.state.mark_deployable(name, number)
         return
-    paths = release_paths(ctx.settings.services_dir, name, number)
+    paths = release_paths(ctx.settings.services_dir, name, number)  # its own log
     emit(f"release {number}: running preDeployCommand ({command})", "info")
     svc = ctx.state.service(name)
     env = runtime_env(ctx, svc, release, {RELEASE_MARKER: release_marker(name, number)})
@@ -29,7 +29,7 @@ def run_pre_deploy(ctx: Context, release: Release, emit: Emit) -> None:
         ctx.runtime,
         label="pre-deploy",
         command=command,
-        cwd=paths.workdir(release.spec.root_dir),
+        cwd=artifact(release).workdir(release.spec.root_dir),
         env=env,
         log_path=paths.build_log,
         timeout_s=PRE_DEPLOY_TIMEOUT_S,

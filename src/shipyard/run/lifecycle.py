@@ -19,7 +19,7 @@ from shipyard.errors import EdgeError
 from shipyard.observe.health import Probe
 from shipyard.records import OF_RELEASE, Instance, InstanceState, Release, Service
 from shipyard.release.env import runtime_env
-from shipyard.release.store import instance_log, release_paths
+from shipyard.release.store import artifact, instance_log
 from shipyard.route.desired import allocate_port, sync_routes
 from shipyard.route.table import ServerStats
 from shipyard.run.runtime import ProcessHandle, ProcessSpec
@@ -74,7 +74,7 @@ def start_instance(
         port = existing.port
     try:
         env = runtime_env(ctx, svc, release, {"PORT": str(port), "RENDER_INSTANCE_ID": inst_id})
-        paths = release_paths(ctx.settings.services_dir, name, release.number)
+        paths = artifact(release)
         binds = disks.binds(ctx, name, spec.disk, paths.app)
         handle = ctx.runtime.start(
             ProcessSpec(
