@@ -158,15 +158,20 @@ def register(cli: click.Group) -> None:
     def drill(name: str, wait: bool, as_json: bool) -> None:
         """Prove the backups: restore the latest into a throwaway server and check it."""
         with client() as c:
+            before = max((d.id for d in c.drills(name)), default=0)
             op = c.drill(name)
             if not wait:
                 _accepted(op.id, f"drill of {name}", as_json, op.model_dump())
                 return
             final = c.wait(op.id, on_event=None if as_json else print_event)
-            result = c.drills(name)
+            result = [d for d in c.drills(name) if d.id > before]
         latest = result[0] if result else None
-        if as_json:
-            emit_json(latest or {})
+        if as_json and latest is None:
+            emit_json({"ok": False, "error": final.error, "recovery_point_seconds": None,
+                       "restore_seconds": None})  # fmt: skip
+            latest = None
+        if as_json and latest is not None:
+            emit_json(latest)
         elif latest is not None and latest.ok:
             click.secho(f"drill passed: recovery point {latest.recovery_point_seconds:.1f} s, "
                         f"restore {latest.restore_seconds:.1f} s", fg="green")  # fmt: skip

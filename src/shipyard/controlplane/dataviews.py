@@ -191,7 +191,11 @@ def add_routes(
     @app.post("/v1/services/{name}/disk/snapshots", dependencies=guarded, status_code=201,
               responses=operation)  # fmt: skip
     def disk_snapshot(name: str) -> DiskSnapshotView:
-        return DiskSnapshotView(**asdict(disks.take_snapshot(ctx, name)))
+        engine.claims.claim([f"disk:{name}"], "disk snapshot")
+        try:
+            return DiskSnapshotView(**asdict(disks.take_snapshot(ctx, name)))
+        finally:
+            engine.claims.free([f"disk:{name}"], "disk snapshot")
 
     @app.post("/v1/services/{name}/disk/restore", dependencies=guarded, status_code=202,
               responses=operation)  # fmt: skip
@@ -204,13 +208,15 @@ def add_routes(
         def action(emit: Emit) -> None:
             emit(f"stopping {name} to restore its disk from snapshot {body.snapshot}", "info")
             stop_all(ctx, ctx.state.instances(name, states=ACTIVE_INSTANCE), grace_s=30.0)
-            disks.restore_snapshot(ctx, name, body.snapshot)
-            emit(f"disk restored from {body.snapshot}; starting {name} again", "info")
-            if svc.current_release is not None:
-                scale_to(ctx, name, svc.desired_instances, emit, persist=False)
+            try:
+                disks.restore_snapshot(ctx, name, body.snapshot)
+                emit(f"disk restored from {body.snapshot}; starting {name} again", "info")
+            finally:  # a failed restore still gets the service running again
+                if svc.current_release is not None:
+                    scale_to(ctx, name, svc.desired_instances, emit, persist=False)
 
-        op = engine.run_operation(OperationKind.RESTORE, f"disk:{name}", [name], name, name,
-                                  action)  # fmt: skip
+        op = engine.run_operation(OperationKind.RESTORE, f"disk:{name}", [name, f"disk:{name}"],
+                                  name, name, action)  # fmt: skip
         return DiskRestoreAccepted(id=op, service=name, snapshot=body.snapshot)
 
     @app.get("/v1/datastores/{name}/backups", dependencies=guarded, responses=found)

@@ -79,9 +79,12 @@ class Engine:
         return self.claims.busy(service)
 
     def claim_all(self, owner: str, timeout_s: float) -> list[str]:
-        """Claim every service, waiting for running operations to finish (up to the timeout).
-        Returns the services claimed."""
+        """Claim every service, datastore and disk, waiting for running operations (deploys,
+        backups, restores, drills, snapshots, restarts) to finish, up to the timeout. Returns
+        the claims held."""
         names = [s.name for s in self.ctx.state.services()]
+        names += [f"disk:{s.name}" for s in self.ctx.state.services() if s.spec.disk]
+        names += [lifecycle.claim_key(d.name) for d in lifecycle.live(self.ctx)]
         held: list[str] = []
 
         def missing() -> list[str]:
@@ -186,8 +189,9 @@ class Engine:
             ]
         for step in data.steps:
             spec = loaded.datastore(step.name)
-            if step.action == "create" and spec is not None:
-                problems += lifecycle.spec_problems(self.ctx, spec)
+            if spec is not None:  # updates too: a bad plan must not stop a running server
+                check = spec if step.action == "create" else replace(spec, version=None)
+                problems += lifecycle.spec_problems(self.ctx, check)
         return replace(plan, problems=tuple(problems), datastores=data)
 
     def _edge_problem(self, loaded: LoadedBlueprint, specs: dict[str, ServiceSpec]) -> str:

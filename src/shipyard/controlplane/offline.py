@@ -34,6 +34,8 @@ def stop_everything(settings: Settings) -> int:
         "keyvalue": KeyValueEngine(settings.home, offsite=settings.offsite),
     }
     for ds in sorted(data.datastores(), key=lambda d: d.spec.primary is None):  # replicas first
+        if ds.status == DatastoreStatus.DELETED:
+            continue
         handle = datastore_handle(ds)
         engine = engines.get(ds.kind)
         if handle is not None and engine is not None:

@@ -5,6 +5,7 @@ is asked of the engine (pgBackRest's info, the Key Value snapshots on disk and i
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 from croniter import croniter
 
@@ -59,19 +60,32 @@ def run_backup(
         kind = backup_kind(engine.backups(ds, secrets), ctx.clock.now(), kind)
     else:
         kind = "rdb"
-    run = ctx.data.add_backup_run(name, trigger, kind, deploy_id)
-    emit(f"{ds.label}: {kind} backup started", "info")
-    try:
-        taken = engine.backup(ds, secrets, kind)
-    except ShipyardError as exc:
-        ctx.data.finish_backup_run(run.id, RunStatus.FAILED, (), None, exc.message)
-        raise
+    with _lock_of(name):  # pgBackRest refuses a second backup of a stanza meanwhile
+        run = ctx.data.add_backup_run(name, trigger, kind, deploy_id)
+        emit(f"{ds.label}: {kind} backup started", "info")
+        try:
+            taken = engine.backup(ds, secrets, kind)
+        except Exception as exc:
+            error = (
+                exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
+            )
+            ctx.data.finish_backup_run(run.id, RunStatus.FAILED, (), None, error)
+            raise
     size = sum(e.stored_bytes or 0 for e in taken) or None
     ids = tuple(e.id for e in taken)
     ctx.data.finish_backup_run(run.id, RunStatus.SUCCEEDED, ids, size, "")
     where = ", ".join(sorted({loc for e in taken for loc in e.locations}))
     emit(f"{ds.label}: backup {ids[0] if ids else ''} taken ({where})", "info")
     return ctx.data.backup_runs(name, 1)[0]
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_of(name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(name, threading.Lock())
 
 
 def last_success(ctx: Context, name: str) -> BackupRun | None:

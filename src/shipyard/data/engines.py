@@ -65,6 +65,11 @@ class DatastoreEngine(Protocol):
         UsageError naming the version and how to install it when it is not installed."""
         ...
 
+    def check(self, spec: DatastoreSpec) -> None:
+        """UsageError for a spec this machine cannot serve (a version not installed, an
+        unknown plan), before anything is created or changed."""
+        ...
+
     def new_secrets(self, spec: DatastoreSpec) -> dict[str, str]:
         """Generated secrets of a new datastore (its password, ...)."""
         ...

@@ -52,8 +52,10 @@ def directory(ctx: Context, name: str) -> Path:
     last part also names its backups (SHIPYARD_HOME/backups/<kind>/<it>): a name used before
     (a deleted datastore whose backups are kept) gets a suffix, so no two share backups."""
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    if slug != name or slug.startswith("."):
-        slug = f"{slug.lstrip('.')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    if slug != name or not slug[:1].isalnum() or len(slug) > 48:
+        # also a pgBackRest stanza: a letter or digit first, at most 63 characters
+        stem = slug.lstrip("._-")[:40] or "db"
+        slug = f"{stem}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
     taken = {Path(d.dir).name for d in ctx.data.datastores()}
     candidate = slug
     while candidate in taken or _used(ctx, candidate):
@@ -161,7 +163,11 @@ def create(
     for attempt in range(3):
         try:
             return start(ctx, ds, emit, primary=primary)
-        except ShipyardError as exc:
+        except Exception as exc:
+            if not isinstance(exc, ShipyardError):
+                message = f"{type(exc).__name__}: {exc}"
+                ctx.data.update_datastore(ds.name, status=DatastoreStatus.FAILED, reason=message)
+                raise RuntimeFailure(f"{ds.label}: {message}") from exc
             if attempt < 2 and not _bindable(ds.port):
                 # Another process took the port between its choice and the server's start
                 # (nobody was given it yet): choose again.
@@ -227,7 +233,7 @@ def spec_problems(ctx: Context, spec: DatastoreSpec) -> list[str]:
     if engine is None:
         return [f"{spec.name}: this Shipyard has no engine for {spec.kind} datastores"]
     try:
-        engine.version_for(spec)
+        engine.check(spec)
     except UsageError as exc:
         return [exc.message]
     return []
@@ -239,6 +245,7 @@ def apply(ctx: Context, spec: DatastoreSpec, blueprint_id: str, emit: Emit) -> D
     if existing is None:
         return create(ctx, spec, blueprint_id, emit)
     problems = datastore_problems(spec, existing.spec, existing.version)
+    problems += spec_problems(ctx, replace(spec, version=None))
     if problems:
         raise Conflict("; ".join(problems), fields={"datastore": spec.name})
     changed = datastore_changes(spec, existing.spec)
@@ -271,9 +278,11 @@ def delete(ctx: Context, name: str) -> Datastore:
             f"{ds.label} has read replicas ({', '.join(replicas)}): delete them first.",
             fields={"datastore": name, "replicas": replicas},
         )
-    if ds.kind == "postgres" and ds.spec.primary is None:
-        pass  # its pgBackRest repository is under SHIPYARD_HOME/backups: kept
     stop(ctx, ds)
+    primary = ctx.data.find_datastore(ds.spec.primary) if ds.spec.primary else None
+    forget = getattr(ctx.engines.get(ds.kind), "drop_slot", None)
+    if primary is not None and forget is not None and running(ctx, primary):
+        forget(primary, ds.name)  # its primary no longer keeps WAL for it
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ctx.clock.now()))
     tomb = f"{name} (deleted {stamp})"
     if ctx.data.find_datastore(tomb) is not None:  # deleted twice within a second

@@ -150,10 +150,11 @@ def drill(ctx: Context, name: str, emit: Emit, deploy_id: int | None = None) -> 
             raise UsageError("the restored data holds no heartbeat: the drill cannot tell what "
                              "it recovered")  # fmt: skip
         rpo = max(0.0, target_at - found)
-    except ShipyardError as exc:
-        ctx.data.finish_drill(record.id, RunStatus.FAILED, error=exc.message,
+    except Exception as exc:
+        error = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
+        ctx.data.finish_drill(record.id, RunStatus.FAILED, error=error,
                               target_at=target_at, restore_s=time.monotonic() - began)  # fmt: skip
-        emit(f"{src.label}: drill {record.id} failed: {exc.message}", "error")
+        emit(f"{src.label}: drill {record.id} failed: {error}", "error")
         raise
     finally:
         if handle is not None:

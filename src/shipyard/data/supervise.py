@@ -31,7 +31,14 @@ def bring_up(ctx: Context) -> None:
     """At daemon start: every datastore that is not running is started (in parallel); those
     still running are re-adopted as they are. A datastore that cannot start is marked failed
     with the reason; it never keeps the daemon down."""
-    todo = [ds for ds in lifecycle.live(ctx) if not lifecycle.running(ctx, ds)]
+    for ds in lifecycle.live(ctx):
+        if ds.status == DatastoreStatus.CREATING and ds.origin != "blueprint":
+            # a restore the daemon's end interrupted: its files may be half there
+            reason = ("its restore was interrupted; delete it (`shipyard db delete "
+                      f"'{ds.name}' --yes`) and restore again")  # fmt: skip
+            ctx.data.update_datastore(ds.name, status=DatastoreStatus.FAILED, reason=reason)
+    todo = [ds for ds in lifecycle.live(ctx)
+            if not lifecycle.running(ctx, ds) and not _interrupted_restore(ds)]  # fmt: skip
     adopted = [ds.name for ds in lifecycle.live(ctx) if lifecycle.running(ctx, ds)]
     if adopted:
         log.info("re-adopted running datastore(s): %s", ", ".join(adopted))
@@ -42,12 +49,21 @@ def bring_up(ctx: Context) -> None:
                 list(pool.map(lambda ds: _start_logged(ctx, ds), wave))
 
 
+def _interrupted_restore(ds: Datastore) -> bool:
+    return (
+        ds.status == DatastoreStatus.FAILED
+        and ds.origin != "blueprint"
+        and ("restore was interrupted" in ds.reason)
+    )
+
+
 def _start_logged(ctx: Context, ds: Datastore) -> None:
     try:
         lifecycle.start(ctx, ds, log_emitter(log))
-    except ShipyardError as exc:
-        log.error("%s: cannot start: %s", ds.label, exc.message)
-        ctx.data.update_datastore(ds.name, status=DatastoreStatus.FAILED, reason=exc.message)
+    except Exception as exc:  # one datastore never keeps the daemon down
+        message = exc.message if isinstance(exc, ShipyardError) else f"{type(exc).__name__}: {exc}"
+        log.error("%s: cannot start: %s", ds.label, message)
+        ctx.data.update_datastore(ds.name, status=DatastoreStatus.FAILED, reason=message)
 
 
 def stop_all(ctx: Context) -> None:

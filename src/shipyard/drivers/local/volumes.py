@@ -57,8 +57,12 @@ class LoopVolumes:
         try:
             _run(["mount", "-o", "loop,nosuid,nodev", str(image), str(mountpoint)])
         except RuntimeFailure as exc:
-            log.warning("cannot mount disk %s (%s): using a plain directory", image, exc.message)
-            return Volume(mountpoint, enforced=False, size_bytes=size_bytes)
+            # Never the empty directory under it: the app would start on an empty disk.
+            raise RuntimeFailure(
+                f"cannot mount the disk {image} on {mountpoint}: {exc.message} (its data is in "
+                "the image; the service does not start without it)",
+                fields={"image": str(image)},
+            ) from exc
         self._grow(image, mountpoint, size_bytes)
         return Volume(mountpoint, enforced=True, size_bytes=max(size_bytes, _size(image)))
 
@@ -93,7 +97,7 @@ class LoopVolumes:
                 _run(["fsfreeze", "--freeze", str(mountpoint)])
                 frozen = True
             _run(["tar", "--sparse", "--zstd", "-cf", str(plain), "-C", str(mountpoint),
-                  "--exclude=./lost+found", "."])  # fmt: skip
+                  "--exclude=./lost+found", "."], timeout_s=None)  # fmt: skip
         finally:
             if frozen:
                 _run(["fsfreeze", "--unfreeze", str(mountpoint)])
@@ -108,7 +112,7 @@ class LoopVolumes:
         plain = mountpoint.parent / f".{mountpoint.name}.restore.tar.zst"
         try:
             unseal(src, plain, key)
-            _run(["tar", "--zstd", "-tf", str(plain)])  # readable to its end
+            _run(["tar", "--zstd", "-tf", str(plain)], timeout_s=None)  # readable to its end
             for child in mountpoint.iterdir():
                 if child.name == "lost+found":
                     continue
@@ -116,7 +120,8 @@ class LoopVolumes:
                     shutil.rmtree(child)
                 else:
                     child.unlink()
-            _run(["tar", "--sparse", "--zstd", "-xpf", str(plain), "-C", str(mountpoint)])
+            _run(["tar", "--sparse", "--zstd", "-xpf", str(plain), "-C", str(mountpoint)],
+                 timeout_s=None)  # fmt: skip
         finally:
             plain.unlink(missing_ok=True)
 
@@ -148,9 +153,9 @@ def _loop_device(image: Path) -> str | None:
     return out.split(":", 1)[0] if out.strip() else None
 
 
-def _run(argv: list[str]) -> None:
+def _run(argv: list[str], timeout_s: float | None = _TIMEOUT_S) -> None:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT_S,
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
                               check=False)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RuntimeFailure(f"{argv[0]} failed: {exc}") from exc

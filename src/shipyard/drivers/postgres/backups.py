@@ -74,7 +74,10 @@ class PgBackRestArchive:
         )  # fmt: skip
 
     def write(self, ds: Datastore, socket_dir: Path, pgdata: Path) -> None:
-        """pgbackrest.conf and its directories (every start: settings may have changed)."""
+        """pgbackrest.conf and its directories (every start: settings may have changed); none
+        for a drill's throwaway server or a replica, which keep nothing."""
+        if self.archive_command(ds) is None:
+            return
         acct = service_account("postgres")
         cfg = self.stanza_config(ds, socket_dir, pgdata)
         repos = self.repo_path(ds).parent  # backups/postgres: the account's, like its repos

@@ -69,6 +69,7 @@ def server_conf(cfg: ServerConfig) -> str:
         "wal_level = replica",
         "max_wal_senders = 10",
         "max_replication_slots = 10",
+        "max_slot_wal_keep_size = '4GB'",  # a replica down for long cannot fill the disk
         "hot_standby = on",
         "timezone = 'UTC'",
         "log_timezone = 'UTC'",

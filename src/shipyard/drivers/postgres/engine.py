@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -62,6 +63,7 @@ from shipyard.errors import RuntimeFailure, UsageError
 from shipyard.records import Datastore
 from shipyard.run.runtime import ProcessSpec
 
+log = logging.getLogger("shipyard.postgres")
 LIB_DIR = Path("/usr/lib/postgresql")
 SOCKET_PATH_MAX = 107 - len("/.s.PGSQL.65535")
 INCLUDE_LINE = "include_if_exists = 'shipyard.conf'"
@@ -145,6 +147,9 @@ class PostgresEngine:
             )
         return wanted
 
+    def check(self, spec: DatastoreSpec) -> None:
+        self.version_for(spec)
+
     def _bin(self, ds: Datastore, tool: str) -> str:
         bindir = self.installed().get(ds.version)
         if bindir is None:
@@ -175,8 +180,16 @@ class PostgresEngine:
         where.dir.mkdir(parents=True, exist_ok=True)
         where.dir.chmod(0o711)
         ensure_reachable(where.dir, acct)
+        if where.socket_dir.is_symlink():
+            raise RuntimeFailure(f"{where.socket_dir} is a symlink: refusing to use it as "
+                                 f"{ds.label}'s socket directory")  # fmt: skip
         give(where.socket_dir, acct, 0o700)
         if not (where.pgdata / "PG_VERSION").is_file():
+            if ds.origin not in ("blueprint", "drill") and primary is None:
+                raise RuntimeFailure(
+                    f"{ds.label} was restored, and its files are incomplete: delete it and "
+                    "restore again", fields={"datastore": ds.name},
+                )  # fmt: skip
             if where.pgdata.exists():  # a half-made cluster (a kill during initdb): redo it
                 _remove_tree(where.pgdata)
             if primary is None:
@@ -223,6 +236,7 @@ class PostgresEngine:
     ) -> None:  # fmt: skip
         give(where.pgdata, acct, 0o700)
         slot = replication_slot(ds.name)
+        self.drop_slot(primary, ds.name)  # a half-made earlier replica of this name left it
         self._tool(
             ds, acct,
             [self._bin(ds, "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
@@ -326,7 +340,26 @@ class PostgresEngine:
         except psycopg.Error as exc:
             raise RuntimeFailure(f"{ds.label}: cannot configure: {_first_line(exc)}") from exc
         if self.archive is not None and self.archive.archive_command(ds) is not None:
-            self.archive.tool(ds, secrets).stanza_create()  # idempotent
+            tool = self.archive.tool(ds, secrets)
+            try:
+                tool.stanza_create()  # idempotent, every repository
+            except RuntimeFailure as exc:
+                if self.archive.repos(ds) == (1,):
+                    raise
+                # The off-site repository is unreachable: the database runs with its local
+                # one; backups report the failure, and the next start tries again.
+                log.warning("%s: off-site repository: %s", ds.label, exc.message)
+                tool.run("stanza-create", "--repo=1")
+
+    def drop_slot(self, primary: Datastore, replica: str) -> None:
+        """The replication slot of ``replica`` on ``primary`` removed (else the primary keeps
+        its WAL for a replica that is gone)."""
+        with self.connect(primary) as conn:
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND NOT active",
+                (replication_slot(replica),),
+            )
 
     def heartbeat(self, ds: Datastore) -> None:
         """Write Shipyard's heartbeat row (restore drills read it back)."""
@@ -407,6 +440,9 @@ class PostgresEngine:
         if self.archive is None or self.archive.archive_command(ds) is None:
             raise UsageError(f"{ds.label} has no backups (a read replica is backed up through "
                              "its primary)", fields={"datastore": ds.name})  # fmt: skip
+        where = layout(ds)
+        if where.pgdata.is_dir():  # its retention or off-site settings may have changed
+            self.archive.write(ds, where.socket_dir, where.pgdata)
         return self.archive
 
     def backup(self, ds: Datastore, secrets: Mapping[str, str], kind: str) -> list[BackupEntry]:

@@ -77,6 +77,14 @@ class KeyValueEngine:
             )
         return found.group(1)
 
+    def check(self, spec: DatastoreSpec) -> None:
+        self.version_for(spec)
+        try:
+            plan_memory(spec.plan)
+        except UsageError as exc:
+            raise UsageError(f"Key Value '{spec.name}': {exc.message}",
+                             fields={"datastore": spec.name}) from exc  # fmt: skip
+
     def new_secrets(self, spec: DatastoreSpec) -> dict[str, str]:
         return {"password": secrets.token_urlsafe(24), "backup_key": secrets.token_hex(32)}
 
