@@ -178,7 +178,7 @@ def add_routes(
         ds = ctx.data.datastore(name)
         check_backup(ctx, ds)
         op = engine.run_operation(
-            OperationKind.BACKUP, f"db:{name}", [lifecycle.claim_key(name)], f"db:{name}", name,
+            OperationKind.BACKUP, f"db:{name}", [lifecycle.work_key(name)], f"db:{name}", name,
             lambda emit: run_backup(ctx, name, "manual", emit, kind=body.kind, deploy_id=None),
         )  # fmt: skip
         return DataOpAccepted(id=op, datastore=name, action="backup")
@@ -228,7 +228,7 @@ def add_routes(
     def restore_(name: str, body: RestoreBody) -> DataOpAccepted:
         point = _point(body)
         check_restore(ctx, name, point, body.new_name)
-        claims = [lifecycle.claim_key(name), lifecycle.claim_key(body.new_name)]
+        claims = [lifecycle.work_key(name), lifecycle.claim_key(body.new_name)]
         op = engine.run_operation(
             OperationKind.RESTORE, f"db:{name}->db:{body.new_name}", claims,
             f"db:{body.new_name}", body.new_name,
@@ -242,7 +242,7 @@ def add_routes(
         ds = ctx.data.datastore(name)
         check_backup(ctx, ds)
         op = engine.run_operation(
-            OperationKind.DRILL, f"db:{name}", [lifecycle.claim_key(name)], f"db:{name}", name,
+            OperationKind.DRILL, f"db:{name}", [lifecycle.work_key(name)], f"db:{name}", name,
             lambda emit: drill(ctx, name, emit),
         )  # fmt: skip
         return DataOpAccepted(id=op, datastore=name, action="drill")

@@ -84,7 +84,8 @@ class Engine:
         the claims held."""
         names = [s.name for s in self.ctx.state.services()]
         names += [f"disk:{s.name}" for s in self.ctx.state.services() if s.spec.disk]
-        names += [lifecycle.claim_key(d.name) for d in lifecycle.live(self.ctx)]
+        names += [key(d.name) for d in lifecycle.live(self.ctx)
+                  for key in (lifecycle.claim_key, lifecycle.work_key)]  # fmt: skip
         held: list[str] = []
 
         def missing() -> list[str]:

@@ -36,8 +36,16 @@ port_lock = threading.Lock()  # allocate + record a datastore's port
 
 
 def claim_key(name: str) -> str:
-    """The claim a datastore's changes hold (services are claimed by their bare name)."""
+    """The claim a datastore's changes hold: creating, updating, restarting, deleting it
+    (services are claimed by their bare name)."""
     return f"db:{name}"
+
+
+def work_key(name: str) -> str:
+    """The claim of work that reads a datastore without changing it (a backup, a drill, a
+    restore from it): held apart from ``claim_key``, so a crashed server is restarted and a
+    deploy goes on during an hour-long drill."""
+    return f"db-work:{name}"
 
 
 def engine_of(ctx: Context, kind: str) -> DatastoreEngine:

@@ -166,9 +166,9 @@ class DataSupervisor:
                 self._job_key(f"disk:{svc.name}", f"{svc.name}'s disk", "snapshot", work)
 
     def _job(self, ds: Datastore, what: str, work: Callable[[], object]) -> None:
-        """Run ``work`` in a thread of its own, holding the datastore's claim (a deploy or a
-        restart of it meanwhile waits for the next tick's turn, and vice versa)."""
-        self._job_key(lifecycle.claim_key(ds.name), ds.label, what, work)
+        """Run ``work`` in a thread of its own, holding the datastore's work claim (another
+        backup or drill of it waits for the next tick's turn; restarts and deploys do not)."""
+        self._job_key(lifecycle.work_key(ds.name), ds.label, what, work)
 
     def _job_key(self, key: str, label: str, what: str, work: Callable[[], object]) -> None:
         with self._lock:
