@@ -471,3 +471,7 @@ class EnvBody(Model):
 class EnvChanged(Model):
     service: str
     id: int | None = Field(description="the rollout's operation, when one started")
+
+
+class KeyRotated(Model):
+    values: int = Field(description="stored values re-encrypted with the new key")

@@ -27,6 +27,7 @@ from shipyard.apimodels import (
     EventsPage,
     EventView,
     Health,
+    KeyRotated,
     LogLines,
     OperationView,
     PlanView,
@@ -192,6 +193,9 @@ class Client:
     def delete_datastore(self, name: str) -> DeleteResult:
         data = self._request("DELETE", _datastore_path(name), params={"confirm": "true"})
         return DeleteResult.model_validate(data)
+
+    def rotate_key(self) -> KeyRotated:
+        return KeyRotated.model_validate(self._request("POST", "/v1/secrets/rotate-key"))
 
     def env(self, service: str, reveal: bool = False) -> EnvView:
         data = self._request("GET", f"/v1/services/{quote(service, safe='')}/env",

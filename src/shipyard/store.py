@@ -8,6 +8,7 @@ NotFound. Instance state changes that may race are compare-and-set (``transition
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from shipyard.blueprint.spec import DatastoreSpec, ServiceSpec
@@ -127,6 +128,9 @@ class Store(Protocol):
     def generated_values(self, service: str) -> dict[str, bytes]: ...
 
     def save_generated(self, service: str, values: dict[str, bytes]) -> None: ...
+
+    def reencrypt(self, again: Callable[[bytes], bytes]) -> int:
+        """Every encrypted value through ``again`` (key rotation), one transaction."""
 
     # operator-set env values, per service or "group:<name>" (encrypted)
     def env_values(self, scope: str) -> dict[str, bytes]: ...

@@ -39,6 +39,12 @@ def test_env_set_supplies_sync_false_keys_and_rolls_out_without_a_rebuild(
     assert not (builds / "2" / "app").exists()  # release 2 runs release 1's build
     shipyard.ok("rollback", "configured", "--wait")
     assert shipyard.get("configured.localhost", "/env?key=STRIPE_KEY") == (200, "sk_first")
+    rotated = shipyard.ok("secrets", "rotate-key").out
+    assert "re-encrypted" in rotated
+    revealed = json.loads(shipyard.ok("env", "list", "configured", "--reveal", "--json").out)
+    assert {"key": "STRIPE_KEY", "source": "set", "value": "sk_second"} in revealed["entries"]
+    shipyard.ok("rollback", "configured", "--to", "2", "--wait")  # an env snapshot, re-encrypted
+    assert shipyard.get("configured.localhost", "/env?key=STRIPE_KEY") == (200, "sk_second")
     fixed = shipyard.cli("env", "set", "configured", "VERSION=v9")
     assert fixed.code == 2 and "set by its Blueprint" in fixed.err
     for path in shipyard.home.rglob("*"):

@@ -257,6 +257,18 @@ def register(cli: click.Group) -> None:
         _change_env(service, EnvBody(unset=list(keys), deploy=not no_deploy, group=group), wait)
 
     @cli.group()
+    def secrets() -> None:
+        """The key every stored secret is encrypted with."""
+
+    @secrets.command("rotate-key")
+    def rotate_key() -> None:
+        """A new key: every stored secret re-encrypted with it, the old key dropped."""
+        with client() as c:
+            done = c.rotate_key()
+        click.echo(f"New key in SHIPYARD_HOME/secret.key; {done.values} stored values "
+                   "re-encrypted with it.")  # fmt: skip
+
+    @cli.group()
     def disk() -> None:
         """Services' persistent disks: snapshots and restores."""
 

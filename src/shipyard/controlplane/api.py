@@ -26,6 +26,7 @@ from shipyard.apimodels import (
     ErrorBody,
     EventsPage,
     Health,
+    KeyRotated,
     LogLines,
     OperationView,
     PlanBody,
@@ -42,8 +43,9 @@ from shipyard.blueprint.scalars import ENV_KEY
 from shipyard.context import Context
 from shipyard.controlplane.dataviews import add_routes as add_datastore_routes
 from shipyard.controlplane.engine import Engine
+from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.views import events_page, operation_view, release_view, service_view
-from shipyard.errors import LimitExceeded, ShipyardError, Unauthorized, UsageError
+from shipyard.errors import Conflict, LimitExceeded, ShipyardError, Unauthorized, UsageError
 from shipyard.observe.logs import follow_logs, read_logs
 from shipyard.release.env import blueprint_keys
 
@@ -299,6 +301,23 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
         return LogLines(lines=read_logs(ctx, name, build=build, lines=lines, release=release))
 
     add_datastore_routes(app, engine, guarded, _COMMON)
+
+    @app.post("/v1/secrets/rotate-key", dependencies=guarded,
+              responses={**_COMMON, 409: _ERR, 422: _ERR})  # fmt: skip
+    def rotate_key() -> KeyRotated:
+        """A new encryption key for every stored secret; refused while an operation runs."""
+        held = engine.claim_all("key rotation", timeout_s=0)
+        try:
+            busy = [n for n in engine.claim_names() if n not in held]
+            if busy:
+                raise Conflict(f"Operations are running on {', '.join(busy)}: rotate the key "
+                               "when they are done.")  # fmt: skip
+            box = ctx.box
+            if not isinstance(box, SecretBox):
+                raise Conflict("this Shipyard's secrets cannot be rotated")
+            return KeyRotated(values=box.rotate(ctx.state.reencrypt))
+        finally:
+            engine.claims.free(held, "key rotation")
 
     @app.get("/v1/services/{name}/env", dependencies=guarded, responses=_SERVICE)
     def env(name: str, reveal: bool = False) -> EnvView:

@@ -78,14 +78,19 @@ class Engine:
     def busy(self, service: str) -> bool:
         return self.claims.busy(service)
 
-    def claim_all(self, owner: str, timeout_s: float) -> list[str]:
-        """Claim every service, datastore and disk, waiting for running operations (deploys,
-        backups, restores, drills, snapshots, restarts) to finish, up to the timeout. Returns
-        the claims held."""
+    def claim_names(self) -> list[str]:
+        """Every claim an operation can hold: services, disks, datastores and their work."""
         names = [s.name for s in self.ctx.state.services()]
         names += [f"disk:{s.name}" for s in self.ctx.state.services() if s.spec.disk]
         names += [key(d.name) for d in lifecycle.live(self.ctx)
                   for key in (lifecycle.claim_key, lifecycle.work_key)]  # fmt: skip
+        return names
+
+    def claim_all(self, owner: str, timeout_s: float) -> list[str]:
+        """Claim every service, datastore and disk, waiting for running operations (deploys,
+        backups, restores, drills, snapshots, restarts) to finish, up to the timeout. Returns
+        the claims held."""
+        names = self.claim_names()
         held: list[str] = []
 
         def missing() -> list[str]:

@@ -9,7 +9,7 @@ race are compare-and-set (:meth:`State.transition`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from shipyard.blueprint.spec import ServiceSpec
@@ -326,6 +326,28 @@ class State:
                     " VALUES (?,?,?)",
                     (service, key, token),
                 )
+
+    # key rotation --------------------------------------------------------------------------
+    ENCRYPTED = (
+        ("releases", "env_enc", ("service", "number")),
+        ("generated_values", "value_enc", ("service", "key")),
+        ("env_values", "value_enc", ("scope", "key")),
+        ("datastore_secrets", "value_enc", ("datastore", "key")),
+    )
+
+    def reencrypt(self, again: Callable[[bytes], bytes]) -> int:
+        """Every encrypted value of the state through ``again``, in one transaction."""
+        count = 0
+        with self.db.tx() as conn:
+            for table, column, ids in self.ENCRYPTED:
+                where = " AND ".join(f"{c} = ?" for c in ids)
+                rows = conn.execute(f"SELECT {', '.join(ids)}, {column} FROM {table}").fetchall()
+                for row in rows:
+                    token = again(bytes(row[column]))
+                    conn.execute(f"UPDATE {table} SET {column} = ? WHERE {where}",
+                                 (token, *(row[c] for c in ids)))  # fmt: skip
+                    count += 1
+        return count
 
     # operator-set env values (`shipyard env set`) ----------------------------------------
     def env_values(self, scope: str) -> dict[str, bytes]:
