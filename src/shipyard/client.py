@@ -194,6 +194,10 @@ class Client:
         data = self._request("DELETE", _datastore_path(name), params={"confirm": "true"})
         return DeleteResult.model_validate(data)
 
+    def rotate_env(self, service: str, key: str) -> EnvChanged:
+        path = f"/v1/services/{quote(service, safe='')}/env/{quote(key, safe='')}/rotate"
+        return EnvChanged.model_validate(self._request("POST", path))
+
     def rotate_key(self) -> KeyRotated:
         return KeyRotated.model_validate(self._request("POST", "/v1/secrets/rotate-key"))
 

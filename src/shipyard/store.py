@@ -129,6 +129,8 @@ class Store(Protocol):
 
     def save_generated(self, service: str, values: dict[str, bytes]) -> None: ...
 
+    def replace_generated(self, service: str, key: str, token: bytes) -> None: ...
+
     def reencrypt(self, again: Callable[[bytes], bytes]) -> int:
         """Every encrypted value through ``again`` (key rotation), one transaction."""
 

@@ -16,6 +16,8 @@ def test_env_set_supplies_sync_false_keys_and_rolls_out_without_a_rebuild(
         "services:\n" + web("configured", "v1", instances=1, extra_env="""\
       - key: STRIPE_KEY
         sync: false
+      - key: SESSION_SECRET
+        generateValue: true
 """)
     )  # fmt: skip
     refused = shipyard.cli("deploy", "-f", str(bp), "--wait")
@@ -45,6 +47,14 @@ def test_env_set_supplies_sync_false_keys_and_rolls_out_without_a_rebuild(
     assert {"key": "STRIPE_KEY", "source": "set", "value": "sk_second"} in revealed["entries"]
     shipyard.ok("rollback", "configured", "--to", "2", "--wait")  # an env snapshot, re-encrypted
     assert shipyard.get("configured.localhost", "/env?key=STRIPE_KEY") == (200, "sk_second")
+    before = shipyard.get("configured.localhost", "/env?key=SESSION_SECRET")[1]
+    shipyard.ok("env", "rotate", "configured", "SESSION_SECRET", "--wait")
+    after = shipyard.get("configured.localhost", "/env?key=SESSION_SECRET")[1]
+    assert after != before and len(after) == 44  # base64 of 256 random bits, like Render
+    deploy(shipyard, bp)  # a Blueprint deploy keeps the rotated value
+    assert shipyard.get("configured.localhost", "/env?key=SESSION_SECRET")[1] == after
+    wrong = shipyard.cli("env", "rotate", "configured", "STRIPE_KEY")
+    assert wrong.code == 2 and "not a generateValue variable" in wrong.err
     fixed = shipyard.cli("env", "set", "configured", "VERSION=v9")
     assert fixed.code == 2 and "set by its Blueprint" in fixed.err
     for path in shipyard.home.rglob("*"):

@@ -256,6 +256,21 @@ def register(cli: click.Group) -> None:
         """Remove values set with `env set`; rolls out a new release without them."""
         _change_env(service, EnvBody(unset=list(keys), deploy=not no_deploy, group=group), wait)
 
+    @env.command("rotate")
+    @click.argument("service")
+    @click.argument("key")
+    @click.option("--wait", is_flag=True, help="Wait for the rollout of the new release.")
+    def env_rotate(service: str, key: str, wait: bool) -> None:
+        """A new value for a generateValue variable, rolled out (no rebuild)."""
+        with client() as c:
+            changed = c.rotate_env(service, key)
+            assert changed.id is not None
+            if wait:
+                _wait(c, changed.id, False)
+                click.secho(f"{service} runs with the new {key}.", fg="green")
+            else:
+                click.echo(f"Rolling out the new {key} (operation #{changed.id}).")
+
     @cli.group()
     def secrets() -> None:
         """The key every stored secret is encrypted with."""

@@ -319,6 +319,11 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
         finally:
             engine.claims.free(held, "key rotation")
 
+    @app.post("/v1/services/{name}/env/{key}/rotate", dependencies=guarded, status_code=202,
+              responses=_OPERATION)  # fmt: skip
+    def rotate_env(name: str, key: str) -> EnvChanged:
+        return EnvChanged(service=name, id=engine.rotate_env(name, key))
+
     @app.get("/v1/services/{name}/env", dependencies=guarded, responses=_SERVICE)
     def env(name: str, reveal: bool = False) -> EnvView:
         return env_view(ctx, name, reveal)

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from shipyard.apimodels import DeployAccepted, PlanView, RollbackAccepted, ScaleAccepted
 from shipyard.blueprint.load import LoadedBlueprint
-from shipyard.blueprint.refs import dependency_waves
+from shipyard.blueprint.refs import dependency_waves, generate_secret
 from shipyard.blueprint.spec import DatastoreSpec, ServiceSpec
 from shipyard.builds.build import BuildRequest, build_release
 from shipyard.clock import poll_while
@@ -569,6 +569,35 @@ class Engine:
         self._spawn_one(
             deploy_id, service, emit,
             lambda: self._roll_out_env(service, values, unset, deploy_id, emit, changed),
+            ServiceOutcome("ok"),
+        )  # fmt: skip
+        return deploy_id
+
+    def rotate_env(self, service: str, key: str) -> int:
+        """A new value for a generateValue key of ``service``, rolled out as a new release of
+        the live build (the next Blueprint deploys keep it). The operation id."""
+        svc = self.ctx.state.service(service)
+        generated = {d.key for d in svc.spec.env_digests if d.kind == "generate"}
+        if key not in generated:
+            raise UsageError(
+                f"{key} is not a generateValue variable of {service}"
+                + (f" (those are: {', '.join(sorted(generated))})" if generated else ""),
+                fields={"service": service, "key": key},
+            )
+        if svc.current_release is None:
+            raise Conflict(f"{service} has no live release yet; deploy it first.")
+        deploy_id = self._open(OperationKind.DEPLOY, f"{service} (rotate {key})", [service])
+        value = generate_secret()
+        try:
+            self.ctx.state.replace_generated(service, key, self.ctx.box.encrypt(value))
+        except BaseException:
+            self._free([service], deploy_id)
+            raise
+        emit = self.emitter(deploy_id, service)
+        self._spawn_one(
+            deploy_id, service, emit,
+            lambda: self._roll_out_env(service, {key: value}, [], deploy_id, emit,
+                                       f"{key} rotated"),
             ServiceOutcome("ok"),
         )  # fmt: skip
         return deploy_id

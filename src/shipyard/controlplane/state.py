@@ -318,6 +318,10 @@ class State:
         rows = self.db.all("SELECT key, value_enc FROM generated_values WHERE service=?", service)
         return {r["key"]: r["value_enc"] for r in rows}
 
+    def replace_generated(self, service: str, key: str, token: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO generated_values (service, key, value_enc)"
+                        " VALUES (?,?,?)", service, key, token)  # fmt: skip
+
     def save_generated(self, service: str, values: dict[str, bytes]) -> None:
         with self.db.tx() as conn:
             for key, token in values.items():
