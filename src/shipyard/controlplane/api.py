@@ -41,6 +41,7 @@ from shipyard.apimodels import (
 )
 from shipyard.blueprint.scalars import ENV_KEY
 from shipyard.context import Context
+from shipyard.controlplane import envops
 from shipyard.controlplane.dataviews import add_routes as add_datastore_routes
 from shipyard.controlplane.engine import Engine
 from shipyard.controlplane.secrets import SecretBox
@@ -322,7 +323,7 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
     @app.post("/v1/services/{name}/env/{key}/rotate", dependencies=guarded, status_code=202,
               responses=_OPERATION)  # fmt: skip
     def rotate_env(name: str, key: str) -> EnvChanged:
-        return EnvChanged(service=name, id=engine.rotate_env(name, key))
+        return EnvChanged(service=name, id=envops.rotate_env(engine, name, key))
 
     @app.get("/v1/services/{name}/env", dependencies=guarded, responses=_SERVICE)
     def env(name: str, reveal: bool = False) -> EnvView:
@@ -337,7 +338,7 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
                 scope, {k: ctx.box.encrypt(v) for k, v in body.set.items()}, body.unset
             )
             return EnvChanged(service=name, id=None)
-        op = engine.set_env(name, body.set, body.unset, deploy=body.deploy)
+        op = envops.set_env(engine, name, body.set, body.unset, deploy=body.deploy)
         return EnvChanged(service=name, id=op)
 
     @app.post("/v1/shutdown", dependencies=guarded, status_code=202, responses=_COMMON)

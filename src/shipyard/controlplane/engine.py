@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from shipyard.apimodels import DeployAccepted, PlanView, RollbackAccepted, ScaleAccepted
 from shipyard.blueprint.load import LoadedBlueprint
-from shipyard.blueprint.refs import dependency_waves, generate_secret
+from shipyard.blueprint.refs import dependency_waves
 from shipyard.blueprint.spec import DatastoreSpec, ServiceSpec
 from shipyard.builds.build import BuildRequest, build_release
 from shipyard.clock import poll_while
@@ -41,7 +41,7 @@ from shipyard.records import (
     Service,
     ServiceOutcome,
 )
-from shipyard.release.env import blueprint_keys, missing_sync_keys, resolve_service_env
+from shipyard.release.env import missing_sync_keys, resolve_service_env
 from shipyard.release.store import artifact
 from shipyard.rollout.choose import rollback_target
 from shipyard.rollout.execute import fail_unfinished_releases, rollout
@@ -99,6 +99,19 @@ class Engine:
 
         poll_while(self.ctx.clock, missing, bool, timeout_s=timeout_s, interval_s=0.2)
         return held
+
+    def open_operation(self, kind: OperationKind, target: str, claims: list[str]) -> int:
+        """Claim and record an operation (for operations defined beside the engine)."""
+        return self._open(kind, target, claims)
+
+    def free_claims(self, claims: list[str], deploy_id: int) -> None:
+        self._free(claims, deploy_id)
+
+    def spawn_one(
+        self, deploy_id: int, service: str, emit: Emit, action: Callable[[], None],
+        success: ServiceOutcome,
+    ) -> None:  # fmt: skip
+        self._spawn_one(deploy_id, service, emit, action, success)
 
     def _open(self, kind: OperationKind, target: str, services: list[str]) -> int:
         """Claim the services, then record the operation: a refused operation (busy, shutting
@@ -533,106 +546,6 @@ class Engine:
 
         self._spawn(deploy_id, claims, work)
         return deploy_id
-
-    # env ---------------------------------------------------------------------------------
-    def set_env(
-        self, service: str, values: dict[str, str], unset: list[str], deploy: bool = True
-    ) -> int | None:
-        """Record `env set` / `env unset` of ``service`` (which may not exist yet: the way to
-        supply a sync: false key a deploy refused); with ``deploy``, roll out a new release of
-        the live artifact with the new env. The operation id, or None when nothing rolls out."""
-        svc = self.ctx.state.find_service(service)
-        if svc is not None:
-            fixed = sorted(blueprint_keys(svc.spec) & (set(values) | set(unset)))
-            if fixed:
-                raise UsageError(
-                    f"{', '.join(fixed)} of {service} {'is' if len(fixed) == 1 else 'are'} set "
-                    "by its Blueprint: change the Blueprint (a value set here would be "
-                    "replaced at its next deploy).",
-                    fields={"service": service, "keys": fixed},
-                )
-        missing = [k for k in unset if k not in self.ctx.state.env_values(service)]
-        if missing:
-            raise NotFound(f"{service} has no value set for {', '.join(missing)}.",
-                           fields={"service": service, "keys": missing})  # fmt: skip
-        if not deploy or svc is None or svc.current_release is None:
-            self._record_env(service, values, unset)
-            return None
-        deploy_id = self._open(OperationKind.DEPLOY, f"{service} (env)", [service])
-        try:
-            self._record_env(service, values, unset)
-        except BaseException:
-            self._free([service], deploy_id)
-            raise
-        emit = self.emitter(deploy_id, service)
-        changed = ", ".join([*(f"{k} set" for k in values), *(f"{k} unset" for k in unset)])
-        self._spawn_one(
-            deploy_id, service, emit,
-            lambda: self._roll_out_env(service, values, unset, deploy_id, emit, changed),
-            ServiceOutcome("ok"),
-        )  # fmt: skip
-        return deploy_id
-
-    def rotate_env(self, service: str, key: str) -> int:
-        """A new value for a generateValue key of ``service``, rolled out as a new release of
-        the live build (the next Blueprint deploys keep it). The operation id."""
-        svc = self.ctx.state.service(service)
-        generated = {d.key for d in svc.spec.env_digests if d.kind == "generate"}
-        if key not in generated:
-            raise UsageError(
-                f"{key} is not a generateValue variable of {service}"
-                + (f" (those are: {', '.join(sorted(generated))})" if generated else ""),
-                fields={"service": service, "key": key},
-            )
-        if svc.current_release is None:
-            raise Conflict(f"{service} has no live release yet; deploy it first.")
-        deploy_id = self._open(OperationKind.DEPLOY, f"{service} (rotate {key})", [service])
-        value = generate_secret()
-        try:
-            self.ctx.state.replace_generated(service, key, self.ctx.box.encrypt(value))
-        except BaseException:
-            self._free([service], deploy_id)
-            raise
-        emit = self.emitter(deploy_id, service)
-        self._spawn_one(
-            deploy_id, service, emit,
-            lambda: self._roll_out_env(service, {key: value}, [], deploy_id, emit,
-                                       f"{key} rotated"),
-            ServiceOutcome("ok"),
-        )  # fmt: skip
-        return deploy_id
-
-    def _record_env(self, service: str, values: dict[str, str], unset: list[str]) -> None:
-        encrypted = {k: self.ctx.box.encrypt(v) for k, v in values.items()}
-        self.ctx.state.set_env_values(service, encrypted, unset)
-
-    def _roll_out_env(
-        self, service: str, values: dict[str, str], unset: list[str], deploy_id: int,
-        emit: Emit, changed: str,
-    ) -> None:  # fmt: skip
-        """A new release of the live artifact (no rebuild) with the env changed, rolled out
-        like any release (pre-deploy command, health gate, drain)."""
-        svc = self.ctx.state.service(service)
-        assert svc.current_release is not None
-        live = self.ctx.state.release(service, svc.current_release)
-        env = self.ctx.box.decrypt_env(live.env_enc)
-        env.update(values)
-        for key in unset:
-            env.pop(key, None)
-        number = self.ctx.state.next_release_number(service)
-        self.ctx.state.add_release(
-            service=service, number=number, config_digest=live.config_digest,
-            git_commit=live.git_commit, git_branch=live.git_branch,
-            source=f"release {live.number} with {changed}", dir=live.dir, spec=live.spec,
-            env_enc=self.ctx.box.encrypt_env(env), deploy_id=deploy_id,
-        )  # fmt: skip
-        self.ctx.state.set_release_status(service, number, ReleaseStatus.BUILT)
-        release = self.ctx.state.release(service, number)
-        emit(f"release {number}: release {live.number}'s build with {changed} (no rebuild)",
-             "info")  # fmt: skip
-        run_pre_deploy(self.ctx, release, emit)
-        rollout(self.ctx, release, emit, previous_status=ReleaseStatus.SUPERSEDED,
-                from_blueprint=False)  # fmt: skip
 
     def _spawn_one(
         self,
