@@ -57,7 +57,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.harness import Shipyard, leftovers, shut_down, wait_for
+from tests.support.harness import Shipyard, keep, leftovers, shut_down, wait_for
 
 MB = 1_000_000
 DB = "bench"
@@ -476,9 +476,7 @@ def run(scale: int, warmup: float, clients: int, timeout: float, keep_home: bool
 
             shut_down(sy, tmp, result, timeout_s=300, settle=settle)
             if keep_home:
-                kept = Path(tempfile.mkdtemp(prefix="shipyard-bench-kept-", dir="/tmp"))
-                shutil.move(str(sy.home), kept / "home")
-                result["kept_home"] = str(kept / "home")
+                result["kept_home"] = str(keep(sy.home))
     result["total_seconds"] = round(time.monotonic() - started, 1)
     return result
 

@@ -37,7 +37,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import stat
 import statistics
 import subprocess
@@ -53,7 +52,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.harness import Shipyard, shut_down
+from tests.support.harness import Shipyard, keep, shut_down
 
 MB = 1_000_000
 SERVICE = "nextjs-hello"
@@ -439,9 +438,7 @@ def run(count: int, deploy_timeout: float, keep_home: bool) -> dict[str, Any]:
             log("shipyard down", started)
             shut_down(sy, tmp, result)
             if keep_home:
-                kept = Path(tempfile.mkdtemp(prefix="shipyard-bench-kept-", dir="/tmp"))
-                shutil.move(str(sy.home), kept / "home")
-                result["kept_home"] = str(kept / "home")
+                result["kept_home"] = str(keep(sy.home))
     result["total_seconds"] = round(time.monotonic() - started, 1)
     return result
 

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -248,6 +249,13 @@ def leftovers(tmp: str) -> list[psutil.Process]:
         if proc.pid != os.getpid() and (cwd.startswith(tmp) or tmp in cmdline):
             found.append(proc)
     return found
+
+
+def keep(home: Path) -> Path:
+    """Move a benchmark's SHIPYARD_HOME out of its temporary directory (--keep-home); where."""
+    kept = Path(tempfile.mkdtemp(prefix="shipyard-bench-kept-", dir="/tmp")) / "home"
+    shutil.move(str(home), kept)
+    return kept
 
 
 def shut_down(
