@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from tests.support.harness import free_port
+
 # A tiny threaded HTTP app: answers its own name; /slow?s=N sleeps N seconds; /healthz is 200.
 BACKEND_APP = r"""
 import sys, time
@@ -46,12 +48,6 @@ class Handler(BaseHTTPRequestHandler):
 ThreadingHTTPServer.daemon_threads = True
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:

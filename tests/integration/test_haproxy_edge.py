@@ -22,7 +22,8 @@ from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge, runtime
 from shipyard.drivers.haproxy import edge as edge_module
 from shipyard.errors import EdgeError
 from shipyard.route.table import Backend, RoutingTable, Server
-from tests.integration.haproxy_helpers import AppProcess, backend_apps, free_port, http_get
+from tests.integration.haproxy_helpers import AppProcess, backend_apps, http_get
+from tests.support.harness import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 
 from shipyard.drivers.haproxy import EdgeOptions, HAProxyEdge
 from shipyard.route.table import Backend, RoutingTable, Server
-from tests.integration.haproxy_helpers import free_port, http_get, multi_apps
-from tests.support.harness import free_port_block
+from tests.integration.haproxy_helpers import http_get, multi_apps
+from tests.support.harness import free_port, free_port_block
 
 pytestmark = pytest.mark.integration
 

@@ -22,11 +22,10 @@ from shipyard.errors import EdgeError
 from shipyard.route.table import Backend, RoutingTable, Server
 from tests.integration.haproxy_helpers import (
     connect_refused,
-    free_port,
     http_get,
     multi_apps,
 )
-from tests.support.harness import free_port_block
+from tests.support.harness import free_port, free_port_block
 
 pytestmark = pytest.mark.integration
 

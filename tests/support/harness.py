@@ -10,7 +10,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -63,10 +62,24 @@ def free_port_block(size: int, low: int = 20000, high: int = 30000) -> int:
     raise RuntimeError(f"no {size} free consecutive ports in [{low}, {high})")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+_handed_out: set[int] = set()
+
+
+def free_port(low: int = 19000, high: int = 20000) -> int:
+    """A port nothing listens on, below the kernel's ephemeral range (32768+): a port the
+    kernel hands out (``bind(0)``) can be taken meanwhile by any outgoing connection's local
+    end, which made a daemon's start fail with "port in use". Never the same port twice in
+    one test process, and outside the regions ``free_port_block`` hands out (internal ports
+    in 20000+, data ports in 12000-19000)."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(low, high)
+        if port not in _handed_out and bindable(port):
+            _handed_out.add(port)
+            if len(_handed_out) > (high - low) // 2:
+                _handed_out.clear()
+            return port
+    raise RuntimeError(f"no free port in [{low}, {high})")
 
 
 @dataclass

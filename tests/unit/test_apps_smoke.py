@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.harness import free_port
+
 APPS = Path(__file__).resolve().parent.parent / "apps"
 NODE = shutil.which("node") or ("/usr/bin/node" if Path("/usr/bin/node").exists() else None)
 
@@ -28,13 +30,6 @@ WEB_APPS = [
     "pyweb",
     pytest.param("nodeweb", marks=pytest.mark.skipif(NODE is None, reason="node not installed")),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class App:
