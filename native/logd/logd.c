@@ -7,7 +7,14 @@
  * takes data again), and stdin keeps being read at full speed, so the app writing into our
  * pipe never stalls. Memory is the two fixed buffers allocated at start.
  *
- * usage: shipyard-logd [-s MAX_FILE_BYTES] [-n KEEP] [-t] [-l MAX_LINE_BYTES] DIR
+ * With -m FD it first reads values to mask from descriptor FD (each ended by a NUL byte, until
+ * EOF; the caller sends them through a pipe, so they never show on the command line or in the
+ * environment) and writes every occurrence of one in a line as ********, longest value first.
+ * Masking works on whole lines (a line is assembled across reads), so a value split across two
+ * writes of the app is still masked; a value inside a line longer than MAX_LINE_BYTES may be
+ * cut where the line is.
+ *
+ * usage: shipyard-logd [-s MAX_FILE_BYTES] [-n KEEP] [-t] [-l MAX_LINE_BYTES] [-m FD] DIR
  */
 #include <dirent.h>
 #include <errno.h>
@@ -64,6 +71,12 @@ static int counter_dirty;
 static long long counter_at;      /* monotonic ns of the last attempt to write it */
 
 static int eof_fd = -1;           /* read end of a pipe without writer: reads return EOF */
+
+#define MASK "********"
+#define MASK_LEN 8
+static char **masks;              /* -m: the values to mask, longest first */
+static size_t *mask_lens, n_masks;
+static char *masked;              /* a line with its values masked (MASK_LEN/4 as long at most) */
 
 static long long now_ns(clockid_t clock)
 {
@@ -325,12 +338,92 @@ static void flush(int final)
     out_len = out_lines = 0;
 }
 
+/* Reads the -m values from fd (NUL-ended, until EOF), drops those shorter than 4 bytes and sorts
+ * them longest first; returns -1 on a read error or no memory. */
+static int read_masks(int mfd)
+{
+    size_t cap = 4096, len = 0, i, j, start;
+    char *buf = malloc(cap), *tmp;
+    ssize_t n;
+    if (buf == NULL)
+        return -1;
+    for (;;) {
+        if (len == cap) {
+            if ((tmp = realloc(buf, cap * 2)) == NULL)
+                return -1;
+            buf = tmp;
+            cap *= 2;
+        }
+        n = read(mfd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(mfd);
+    for (i = 0; i < len; i++)
+        n_masks += buf[i] == '\0';
+    masks = calloc(n_masks + 1, sizeof *masks);
+    mask_lens = calloc(n_masks + 1, sizeof *mask_lens);
+    if (masks == NULL || mask_lens == NULL)
+        return -1;
+    n_masks = 0;
+    for (i = start = 0; i < len; i++) {
+        if (buf[i] != '\0')
+            continue;
+        if (i - start >= 4) {
+            masks[n_masks] = buf + start;
+            mask_lens[n_masks++] = i - start;
+        }
+        start = i + 1;
+    }
+    for (i = 1; i < n_masks; i++) /* insertion sort, longest first: there are few */
+        for (j = i; j > 0 && mask_lens[j] > mask_lens[j - 1]; j--) {
+            char *m = masks[j];
+            size_t l = mask_lens[j];
+            masks[j] = masks[j - 1];
+            mask_lens[j] = mask_lens[j - 1];
+            masks[j - 1] = m;
+            mask_lens[j - 1] = l;
+        }
+    return 0;
+}
+
+/* The line p[0, len) with each occurrence of a mask value replaced by MASK, into `masked`;
+ * returns its length. At each position the longest value that matches wins. */
+static size_t mask_line(const char *p, size_t len)
+{
+    size_t i = 0, o = 0, k;
+    while (i < len) {
+        for (k = 0; k < n_masks; k++)
+            if (mask_lens[k] <= len - i && p[i] == masks[k][0] &&
+                memcmp(p + i, masks[k], mask_lens[k]) == 0)
+                break;
+        if (k < n_masks) {
+            memcpy(masked + o, MASK, MASK_LEN);
+            o += MASK_LEN;
+            i += mask_lens[k];
+        } else {
+            masked[o++] = p[i++];
+        }
+    }
+    return o;
+}
+
 /* Adds one line of len bytes (plus the '\n' it lacks if add_nl) to the batch, first writing the
  * batch and rotating when the line would not fit in current. */
 static void emit(const char *p, size_t len, int add_nl)
 {
-    size_t plen = stamp ? TS_LEN : 0, need = plen + len + (add_nl ? 1 : 0);
-    size_t lead;
+    size_t plen, need, lead;
+    if (n_masks > 0) {
+        len = mask_line(p, len);
+        p = masked;
+    }
+    plen = stamp ? TS_LEN : 0;
+    need = plen + len + (add_nl ? 1 : 0);
     if (out_len + need > out_cap)
         flush(0);
     lead = (size_t)need_nl + (dropped_pending ? report_len : 0);
@@ -425,8 +518,8 @@ static void wait_for_lock(void)
 
 static void usage(void)
 {
-    fputs("usage: shipyard-logd [-s MAX_FILE_BYTES] [-n KEEP] [-t] [-l MAX_LINE_BYTES] DIR\n",
-          stderr);
+    fputs("usage: shipyard-logd [-s MAX_FILE_BYTES] [-n KEEP] [-t] [-l MAX_LINE_BYTES] [-m FD] "
+          "DIR\n", stderr);
     exit(EXIT_USAGE);
 }
 
@@ -434,19 +527,29 @@ int main(int argc, char **argv)
 {
     struct sigaction sa;
     int opt, pipefd[2];
+    unsigned long long mask_fd = 0;
+    int have_mask = 0;
     size_t carry = 0;
     ssize_t n;
 
-    while ((opt = getopt(argc, argv, "s:n:tl:")) != -1) {
+    while ((opt = getopt(argc, argv, "s:n:tl:m:")) != -1) {
         if ((opt == 's' && parse_num(optarg, 1, 1ULL << 50, &max_size) < 0) ||
             (opt == 'n' && parse_num(optarg, 0, 1000000, &keep) < 0) ||
-            (opt == 'l' && parse_num(optarg, 1, MAX_LINE_LIMIT, &max_line) < 0) || opt == '?')
+            (opt == 'l' && parse_num(optarg, 1, MAX_LINE_LIMIT, &max_line) < 0) ||
+            (opt == 'm' && parse_num(optarg, 3, INT_MAX, &mask_fd) < 0) || opt == '?')
             usage();
         if (opt == 't')
             stamp = 1;
+        if (opt == 'm')
+            have_mask = 1;
     }
     if (optind != argc - 1)
         usage();
+    /* First of all: the sender waits for us to read the values. */
+    if (have_mask && read_masks((int)mask_fd) < 0) {
+        fprintf(stderr, "shipyard-logd: cannot read the values to mask: %s\n", strerror(errno));
+        return EXIT_USAGE;
+    }
 
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
         fprintf(stderr, "shipyard-logd: pipe: %s\n", strerror(errno));
@@ -481,10 +584,12 @@ int main(int argc, char **argv)
     open_counter();
     last_archive_us = prune_to(keep);
 
-    out_cap = OUT_SIZE + max_line + TS_LEN + 1;
+    /* A masked line grows at most twice as long: MASK replaces values of 4 bytes or more. */
+    out_cap = OUT_SIZE + (n_masks ? 2 : 1) * (max_line + 1) + TS_LEN + 1;
     inbuf = malloc(max_line + READ_SIZE);
     out = malloc(out_cap);
-    if (inbuf == NULL || out == NULL) {
+    masked = n_masks ? malloc(2 * (max_line + 1)) : NULL;
+    if (inbuf == NULL || out == NULL || (n_masks && masked == NULL)) {
         fputs("shipyard-logd: out of memory\n", stderr);
         return EXIT_USAGE;
     }

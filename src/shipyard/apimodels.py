@@ -63,6 +63,11 @@ class PlanBody(SourceBody):
 
 class DeployBody(SourceBody):
     services: list[str] | None = Field(None, description="deploy only these services")
+    adopt: bool = Field(False, description="take over services another Blueprint created")
+    prune: bool = Field(
+        False, description="remove the services this Blueprint created and no longer lists"
+    )
+    clear_cache: bool = Field(False, description="build without the services' build caches")
 
 
 class RollbackBody(Model):
@@ -165,6 +170,13 @@ class ServiceView(Model):
         None, description="web and private services: the address other services use"
     )
     disk: ServiceDiskView | None = Field(None, description="its persistent disk, if any")
+    cron: CronJobView | None = Field(None, description="cron jobs: schedule, last and next run")
+    environment: str | None = Field(
+        None, description="the Blueprint project environment it belongs to (projects:), if any"
+    )
+    base_name: str | None = Field(
+        None, description="its name in the Blueprint, in an environment (`api` of api-staging)"
+    )
 
 
 class ReleaseView(Model):
@@ -471,7 +483,54 @@ class EnvBody(Model):
 class EnvChanged(Model):
     service: str
     id: int | None = Field(description="the rollout's operation, when one started")
+    operations: list[int] = Field(
+        default_factory=list, description="with --group: the rollout of each service using it"
+    )
 
 
 class KeyRotated(Model):
     values: int = Field(description="stored values re-encrypted with the new key")
+
+
+# -- projects and environments: promote ------------------------------------------------------
+
+
+class PromoteBody(Model):
+    service: str = Field(description="the service's name in the Blueprint (`api`)")
+    from_environment: str = Field(description="the environment whose live release is promoted")
+    to_environment: str = Field(description="the environment it is rolled out in")
+
+
+class PromoteAccepted(Model):
+    id: int = Field(description="the operation (follow it like a deploy)")
+    service: str = Field(description="the service's name in the Blueprint")
+    source: str = Field(description="the service promoted from (`api-staging`)")
+    target: str = Field(description="the service rolled out (`api-production`)")
+    release: int = Field(description="the source's release whose artifact is rolled out")
+    from_environment: str
+    to_environment: str
+
+
+# -- cron jobs -------------------------------------------------------------------------------
+
+
+class CronRunView(Model):
+    id: int
+    service: str
+    status: Literal["running", "succeeded", "failed", "skipped", "timed_out", "interrupted"]
+    trigger: Literal["schedule", "manual"]
+    release: int | None = Field(description="the release the run executed")
+    scheduled_at: float | None = Field(description="the due time it was started (or skipped) for")
+    started_at: float
+    finished_at: float | None
+    exit_code: int | None
+    reason: str = Field(description="why it was skipped, timed out, interrupted or not started")
+    log: str = Field(description="its log directory ('' for a skipped run)")
+
+
+class CronJobView(Model):
+    schedule: str = Field(description="cron, 5 fields, UTC")
+    max_run_seconds: float = Field(description="a run is killed after this long")
+    running: CronRunView | None = Field(description="the run in progress, if any")
+    last_run: CronRunView | None = Field(description="the newest run started (not a skip)")
+    next_run: float | None = Field(description="when the schedule next fires")

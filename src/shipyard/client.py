@@ -31,6 +31,8 @@ from shipyard.apimodels import (
     LogLines,
     OperationView,
     PlanView,
+    PromoteAccepted,
+    PromoteBody,
     ReleaseView,
     RestoreBody,
     RollbackAccepted,
@@ -41,6 +43,14 @@ from shipyard.apimodels import (
 from shipyard.clock import SystemClock, poll_until
 from shipyard.errors import DaemonUnavailable, ShipyardError, error_from_dict
 from shipyard.settings import Settings
+from shipyard.triggers.models import (
+    HooksView,
+    ReceiveBody,
+    ReceiveResult,
+    RepoBody,
+    RepoView,
+    TicketView,
+)
 
 
 class Client:
@@ -102,8 +112,13 @@ class Client:
         repo: str | None = None,
         branch: str | None = None,
         services: list[str] | None = None,
+        *,
+        adopt: bool = False,
+        prune: bool = False,
+        clear_cache: bool = False,
     ) -> DeployAccepted:
-        body = {"blueprint": blueprint, "repo": repo, "branch": branch, "services": services}
+        body = {"blueprint": blueprint, "repo": repo, "branch": branch, "services": services,
+                "adopt": adopt, "prune": prune, "clear_cache": clear_cache}  # fmt: skip
         return DeployAccepted.model_validate(self._request("POST", "/v1/deploys", json=body))
 
     def deploy_status(self, deploy_id: int) -> OperationView:
@@ -238,6 +253,27 @@ class Client:
         return ShutdownAccepted.model_validate(
             self._request("POST", "/v1/shutdown", params={"stop_services": stop_services})
         )
+
+    def promote(self, body: PromoteBody) -> PromoteAccepted:
+        data = self._request("POST", "/v1/promote", json=body.model_dump())
+        return PromoteAccepted.model_validate(data)
+
+    # triggers (git remotes, hooks) --------------------------------------------------------
+    def add_repo(self, body: RepoBody) -> RepoView:
+        return RepoView.model_validate(self._request("POST", "/v1/repos", json=body.model_dump()))
+
+    def receive(self, name: str, body: ReceiveBody) -> ReceiveResult:
+        data = self._request("POST", f"/v1/repos/{quote(name, safe='')}/receive",
+                             json=body.model_dump())  # fmt: skip
+        return ReceiveResult.model_validate(data)
+
+    def trigger(self, ticket_id: int) -> TicketView:
+        return TicketView.model_validate(self._request("GET", f"/v1/triggers/{ticket_id}"))
+
+    def hooks(self, service: str, rotate: bool = False) -> HooksView:
+        path = f"/v1/services/{quote(service, safe='')}/hooks"
+        data = self._request("POST", path + "/rotate") if rotate else self._request("GET", path)
+        return HooksView.model_validate(data)
 
     def wait(
         self,

@@ -52,6 +52,10 @@ class Context:
     route_lock: threading.RLock = field(default_factory=threading.RLock)  # one edge apply
     port_lock: threading.Lock = field(default_factory=threading.Lock)  # allocate + record
     disk: DiskGuard = field(init=False)  # space checks and the reserve of settings.home
+    # the daemon's loopback port for the platform host (webhooks, deploy hooks, git over
+    # HTTP), routed from the public listener; None until the daemon serves it
+    platform_port: int | None = None
+    platform_internal_port: int | None = None  # its slot's port in the internal region
 
     def __post_init__(self) -> None:
         self.disk = DiskGuard(self.settings.home, self.settings.min_free_bytes)

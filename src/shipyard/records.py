@@ -14,7 +14,7 @@ from typing import Literal
 
 from shipyard.blueprint.spec import DatastoreSpec, ServiceSpec
 
-ServiceType = Literal["web", "pserv", "worker"]
+ServiceType = Literal["web", "pserv", "worker", "cron"]
 
 
 class ReleaseStatus(StrEnum):
@@ -94,6 +94,8 @@ class Service:
     current_release: int | None
     created_at: float
     updated_at: float
+    environment: str | None = None  # of a Blueprint project (migration 10); None at top level
+    base_name: str | None = None  # its name in the Blueprint (`api` of `api-staging`)
 
     @property
     def deployed(self) -> bool:

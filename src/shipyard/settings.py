@@ -77,7 +77,15 @@ class Settings:
     health_timeout_s: float = 60.0
     drain_timeout_s: float = 30.0
     health_interval_s: float = 0.25
-    build_timeout_s: float = 1800.0
+    build_timeout_s: float = 1800.0  # SHIPYARD_BUILD_TIMEOUT (seconds)
+    # Toolchains (Node versions, corepack, venv templates): SHIPYARD_TOOLCHAIN_DIR, else
+    # SHIPYARD_HOME/toolchains; and the npm registry Node versions come from.
+    toolchain_dir: Path | None = None
+    npm_registry: str = "https://registry.npmjs.org"
+    # Webhooks, deploy hooks and git over HTTP answer on the public listener at this host
+    # (and nothing else of the API does); watched branches are polled this often.
+    platform_host: str = "shipyard.localhost"
+    poll_interval_s: float = 60.0
     # How long HAProxy holds a request to a deployed service that has no usable instance for
     # the moment (a recreate rollout, a restart) before it answers 503.
     request_hold_s: float = 20.0
@@ -111,7 +119,7 @@ class Settings:
 
     @property
     def toolchains_dir(self) -> Path:
-        return self.home / "toolchains"
+        return self.toolchain_dir or self.home / "toolchains"
 
     @property
     def db_path(self) -> Path:
@@ -197,6 +205,11 @@ class Settings:
             blueprint_limits=BlueprintLimits.from_env(env),
             min_free_bytes=_megabytes(env, "SHIPYARD_MIN_FREE_MB", 256),
             offsite=Offsite.from_env(env),
+            build_timeout_s=_seconds(env, "SHIPYARD_BUILD_TIMEOUT", 1800.0),
+            toolchain_dir=next(iter(_dirs(env, "SHIPYARD_TOOLCHAIN_DIR")), None),
+            npm_registry=env.get("SHIPYARD_NPM_REGISTRY") or "https://registry.npmjs.org",
+            platform_host=_platform_host(env),
+            poll_interval_s=_seconds(env, "SHIPYARD_POLL_INTERVAL_S", 60.0),
         )
 
 
@@ -284,3 +297,30 @@ def _megabytes(env: dict[str, str], name: str, default: int) -> int:
     if not raw.isdigit():
         raise UsageError(f"{name} has value {raw!r}. Expected a whole number of megabytes.")
     return int(raw) * 1000 * 1000
+
+
+def _platform_host(env: dict[str, str]) -> str:
+    host = env.get("SHIPYARD_PLATFORM_HOST", "shipyard.localhost").strip().lower().rstrip(".")
+    labels = host.split(".")
+    if not host or len(host) > 253 or not all(
+        label and len(label) <= 63 and label.replace("-", "").isalnum()
+        and not label.startswith("-") and not label.endswith("-") for label in labels
+    ):  # fmt: skip
+        raise UsageError(
+            f"SHIPYARD_PLATFORM_HOST has value {host!r}. Expected a host name such as "
+            "deploy.example.com (letters, digits and '-' in dot-separated labels)."
+        )
+    return host
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 86400:
+        raise UsageError(f"{name} has value {raw!r}. Expected seconds from 0.1 to 86400.")
+    return value

@@ -110,10 +110,11 @@ class Shipyard:
         }
         self.settings = Settings.from_env(self.env)
 
-    def cli(self, *args: str, timeout: float = 180) -> CLIResult:
+    def cli(self, *args: str, timeout: float = 180, cwd: Path | None = None) -> CLIResult:
         proc = subprocess.run(
             [sys.executable, "-m", "shipyard.cli.main", *args],
             env=self.env,
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -121,8 +122,8 @@ class Shipyard:
         )
         return CLIResult(proc.returncode, proc.stdout, proc.stderr)
 
-    def ok(self, *args: str, timeout: float = 180) -> CLIResult:
-        result = self.cli(*args, timeout=timeout)
+    def ok(self, *args: str, timeout: float = 180, cwd: Path | None = None) -> CLIResult:
+        result = self.cli(*args, timeout=timeout, cwd=cwd)
         assert result.code == 0, f"shipyard {' '.join(args)} failed ({result.code}):\n{result.text}"
         return result
 

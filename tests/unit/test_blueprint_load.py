@@ -57,7 +57,7 @@ def test_realistic_render_yaml_loads_supported_services() -> None:
     loaded = load_blueprint(FIXTURES / "render.yaml")
     assert loaded.kind == "render"
     assert loaded.root == FIXTURES
-    assert [s.name for s in loaded.services] == ["api", "search", "jobs"]
+    assert [s.name for s in loaded.services] == ["api", "search", "jobs", "nightly"]
     api = loaded.service("api")
     assert api.type == "web" and api.runtime == "node"
     assert api.root_dir == "backend"
@@ -96,8 +96,9 @@ def test_realistic_render_yaml_reports_each_unsupported_part() -> None:
     assert by_path["services[0].scaling"].location == "render.yaml:20:5"
     assert "no instance plans" in by_path["services[0].plan"].message
     assert "no regions" in by_path["services[0].region"].message
-    assert "builds the source you deploy" in by_path["services[0].repo"].message
-    assert "builds the source you deploy" in by_path["services[0].branch"].message
+    # repo/branch/autoDeploy say when a commit deploys the service: used, no notice
+    assert "services[0].repo" not in by_path and "services[0].branch" not in by_path
+    assert loaded.service("api").repo.startswith("https://")
     assert by_path["services[0].envVars[3]"].message.startswith("STRIPE_KEY is left unset (sync")
     # databases and Key Value are run: their references resolve, nothing is left unset
     assert "services[0].envVars[4]" not in by_path
@@ -107,10 +108,9 @@ def test_realistic_render_yaml_reports_each_unsupported_part() -> None:
     assert disk is not None and (disk.name, disk.mount_path, disk.size_gb) == (
         "index", "/var/data", 5
     )  # fmt: skip
-    assert "auto-deploy (autoDeploy)" in by_path["services[2].autoDeploy"].message
-    assert by_path["services[3]"].message == (
-        "not supported yet: cron job 'nightly' is not run in this version"
-    )
+    assert "services[2].autoDeploy" not in by_path
+    assert "services[3]" not in by_path  # cron jobs run (run/cron.py)
+    assert loaded.service("nightly").schedule == "0 3 * * *"
     assert "static site 'frontend'" in by_path["services[4]"].message
     assert "services[5]" not in by_path
     assert "reachable from this machine only" in by_path["databases[0]"].message
@@ -151,7 +151,8 @@ def test_legacy_spellings() -> None:
     assert site.runtime == "node"
     assert site.domains == ("www.example.com", "example.com")
     messages = {n.path: n.message for n in loaded.notices}
-    assert "auto-deploy (autoDeploy)" in messages["services[0].autoDeploy"]
+    assert "services[0].autoDeploy" not in messages  # legacy autoDeploy is understood
+    assert site.auto_deploy is True
     assert "deprecated name of 'keyvalue'" in messages["services[1].type"]
     assert "previewsExpireAfterDays" in messages
 
@@ -211,11 +212,12 @@ def test_reference_shapes_all_validate() -> None:
                 permissions: {protection: enabled}
         """
     )
-    assert loaded.services == ()
+    assert [s.name for s in loaded.services] == ["tick"]  # the cron job
     paths = [n.path for n in loaded.notices]
     assert paths == [
-        "previews", "services[0]", "services[1]", "services[2]", "services[3].ipAllowList",
-        "databases[0]", "databases[0].highAvailability", "projects",
+        "previews", "services[0]", "services[1]", "services[3].ipAllowList",
+        "databases[0]", "databases[0].highAvailability",
+        "projects[0].environments[0].networking", "projects[0].environments[0].permissions",
     ]  # fmt: skip
     assert "image service 'img'" in loaded.notices[2].message
 

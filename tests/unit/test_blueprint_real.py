@@ -91,7 +91,7 @@ def test_django_service_and_database_share_a_name() -> None:
         "mysite",
         "mysite",
     )
-    assert "autoDeploy" in notes["services[0].autoDeploy"]
+    assert "services[0].autoDeploy" not in notes  # understood: when a commit deploys it
 
 
 def test_celery_runs_python_services_and_skips_the_redis_alias() -> None:
@@ -115,7 +115,8 @@ def test_temporal_dotted_env_keys_and_docker_services() -> None:
 def test_previews_generation_off_unquoted_is_the_string_off() -> None:
     loaded = load("render-examples__sim-on-render.yaml")
     assert loaded.services == ()
-    assert "projects and environments" in messages(loaded)["projects"]
+    notes = messages(loaded)  # its services are in an environment: read, then skipped
+    assert "docker service 'simstudio'" in notes["projects[0].environments[0].services[0]"]
 
 
 def test_tooljet_uppercase_names_of_docker_services() -> None:
@@ -128,7 +129,7 @@ def test_tooljet_uppercase_names_of_docker_services() -> None:
 
 def test_reference_to_a_database_outside_the_file_is_a_notice() -> None:
     loaded = load("render-examples__postgres-s3-backups.yaml")
-    assert "cron job 'backup-db'" in messages(loaded)["services[0]"]
+    assert "docker service 'backup-db'" in messages(loaded)["services[0]"]  # a Docker cron job
     # cron jobs are skipped whole; the same reference from a running service is a notice
     text = textwrap.dedent(
         """\
@@ -158,7 +159,7 @@ def test_preview_value_and_database_previews() -> None:
 
 def test_render_spec_example_loads_with_notices() -> None:
     loaded = load("render-docs__blueprint-spec-example.yaml")
-    assert [s.name for s in loaded.services] == ["sinatra-app"]
+    assert [s.name for s in loaded.services] == ["sinatra-app", "date"]  # date: a cron job
     sinatra = loaded.service("sinatra-app")
     assert sinatra.num_instances == 3
     assert sinatra.max_shutdown_delay_seconds == 120

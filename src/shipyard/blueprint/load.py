@@ -22,12 +22,16 @@ from shipyard.blueprint.model import (
     NATIVE_RUNTIMES,
     Backups,
     Blueprint,
+    CronService,
     Database,
+    Environment,
     EnvVar,
+    EnvVarGroup,
     GroupEnvVar,
     IpAllow,
     KeyValueService,
     PrivateService,
+    Resources,
     WebService,
     WorkerService,
 )
@@ -139,14 +143,12 @@ def parse_blueprint(
             problems.add_at(loc, message)
     for loc, message in refs.check(data, kind, positions):
         problems.add_at(loc, message)
+    for loc, message in refs.check_projects(data, kind, positions):
+        problems.add_at(loc, message)
     problems.raise_if_any()
     assert model is not None  # validation succeeded: no problems were recorded
-    services = tuple(_service_spec(s) for s in model.services if _runs_now(s))
-    datastores = tuple(spec for db in model.databases for spec in _database_specs(db)) + tuple(
-        _keyvalue_spec(s) for s in model.services if isinstance(s, KeyValueService)
-    )
-    groups = {g.name: tuple(_env_spec(e) for e in g.env_vars) for g in model.env_var_groups}
-    ordered = sorted(_notices(data), key=lambda notice: problems.position(notice[0]))
+    services, datastores, groups = _resources(model)
+    ordered = sorted(_all_notices(data), key=lambda notice: problems.position(notice[0]))
     notices = tuple(
         Notice(location=problems.where(loc), path=format_path(loc), message=message)
         for loc, message in ordered
@@ -258,22 +260,115 @@ def _what(data: object) -> str:
 
 # --- normalized specs -----------------------------------------------------------------------
 
-Runnable = WebService | PrivateService | WorkerService
+Runnable = WebService | PrivateService | WorkerService | CronService
+
+
+@dataclass(frozen=True)
+class _Names:
+    """Blueprint names -> Shipyard's names in one part of the file: at the top level (and for
+    a project's own envVarGroups) the same; in an environment, its own services, datastores
+    and groups get ``-<environment>`` (refs.py "projects and environments"), and a name it
+    does not define is left as it is (the top level's, or one Shipyard already has)."""
+
+    environment: str | None = None
+    suffix: str = ""
+    services: frozenset[str] = frozenset()
+    datastores: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, env: Environment) -> _Names:
+        stores = {d.name for d in env.databases}
+        stores |= {r.name for d in env.databases for r in d.read_replicas or []}
+        stores |= {s.name for s in env.services if isinstance(s, KeyValueService)}
+        return cls(
+            environment=env.name,
+            suffix=f"-{refs.environment_slug(env.name)}",
+            services=frozenset(s.name for s in env.services),
+            datastores=frozenset(stores),
+            groups=frozenset(g.name for g in env.env_var_groups),
+        )
+
+    def service(self, name: str) -> str:
+        return name + self.suffix if name in self.services else name
+
+    def datastore(self, name: str) -> str:
+        return name + self.suffix if name in self.datastores else name
+
+    def group(self, name: str) -> str:
+        return name + self.suffix if name in self.groups else name
+
+
+_TOP = _Names()
+
+
+def _resources(
+    model: Blueprint,
+) -> tuple[tuple[ServiceSpec, ...], tuple[DatastoreSpec, ...], dict[str, tuple[EnvVarSpec, ...]]]:
+    """The services, datastores and env groups of the whole file, each environment's renamed
+    (see _Names): the rest of Shipyard sees one flat Blueprint."""
+    parts: list[tuple[Resources, _Names]] = [(model, _TOP)]
+    group_parts: list[tuple[list[EnvVarGroup], _Names]] = [(model.env_var_groups, _TOP)]
+    for project in model.projects or []:
+        group_parts.append((project.env_var_groups, _TOP))
+        for env in project.environments:
+            names = _Names.of(env)
+            parts.append((env, names))
+            group_parts.append((env.env_var_groups, names))
+    services = tuple(
+        _service_spec(s, names) for part, names in parts for s in part.services if _runs_now(s)
+    )
+    databases = [spec for part, names in parts for db in part.databases
+                 for spec in _database_specs(db, names)]  # fmt: skip
+    keyvalue = [_keyvalue_spec(s, names) for part, names in parts for s in part.services
+                if isinstance(s, KeyValueService)]  # fmt: skip
+    groups = {
+        names.group(g.name): tuple(_env_spec(e, names) for e in g.env_vars)
+        for entries, names in group_parts
+        for g in entries
+    }
+    return services, (*databases, *keyvalue), groups
 
 
 def _runs_now(svc: object) -> TypeGuard[Runnable]:
-    """web/pserv/worker on a native runtime: what Shipyard runs in this version."""
-    if not isinstance(svc, WebService | PrivateService | WorkerService):
+    """web/pserv/worker/cron on a native runtime: what Shipyard runs in this version."""
+    if not isinstance(svc, Runnable):
         return False
     return (svc.runtime or svc.env) in NATIVE_RUNTIMES
 
 
-def _service_spec(svc: Runnable) -> ServiceSpec:
+def _cron_spec(svc: CronService, names: _Names) -> ServiceSpec:
+    """A cron job: built and released like a service and run by the cron scheduler
+    (run/cron.py); it has no instances (count 0), no port, no health check."""
+    return ServiceSpec(
+        name=names.service(svc.name),
+        type="cron",
+        runtime=str(svc.runtime or svc.env),
+        root_dir=svc.root_dir or "",
+        build_command=svc.build_command,
+        start_command=svc.start_command or "",
+        num_instances=0,
+        env_vars=tuple(_env_spec(e, names) for e in svc.env_vars),
+        repo=svc.repo or "",
+        branch=svc.branch or "",
+        auto_deploy=_auto_deploy(svc),
+        build_filter_paths=tuple(svc.build_filter.paths) if svc.build_filter else (),
+        build_filter_ignored=tuple(svc.build_filter.ignored_paths) if svc.build_filter else (),
+        environment=names.environment,
+        base_name=svc.name if names.environment is not None else None,
+        schedule=svc.schedule,
+        max_run_seconds=svc.max_run_seconds,
+    )
+
+
+def _service_spec(svc: Runnable, names: _Names = _TOP) -> ServiceSpec:
+    if isinstance(svc, CronService):
+        return _cron_spec(svc, names)
     domains: list[str] = []
     if isinstance(svc, WebService):
         domains = ([svc.domain] if svc.domain else []) + (svc.domains or [])
     return ServiceSpec(
-        name=svc.name,
+        name=names.service(svc.name),
         type=svc.type,
         runtime=str(svc.runtime or svc.env),
         root_dir=svc.root_dir or "",
@@ -283,13 +378,28 @@ def _service_spec(svc: Runnable) -> ServiceSpec:
         health_check_path=svc.health_check_path,
         num_instances=svc.num_instances,
         max_shutdown_delay_seconds=svc.max_shutdown_delay_seconds,
-        env_vars=tuple(_env_spec(e) for e in svc.env_vars),
+        env_vars=tuple(_env_spec(e, names) for e in svc.env_vars),
         domains=tuple(dict.fromkeys(domains)),
         health_check_timeout_seconds=svc.health_check_timeout_seconds,
         drain_timeout_seconds=svc.drain_timeout_seconds,
         backup_before_deploy=bool(svc.backup_before_deploy),
         disk=DiskSpec(svc.disk.name, svc.disk.mount_path, svc.disk.size_gb) if svc.disk else None,
+        repo=svc.repo or "",
+        branch=svc.branch or "",
+        auto_deploy=_auto_deploy(svc),
+        build_filter_paths=tuple(svc.build_filter.paths) if svc.build_filter else (),
+        build_filter_ignored=tuple(svc.build_filter.ignored_paths) if svc.build_filter else (),
+        environment=names.environment,
+        base_name=svc.name if names.environment is not None else None,
     )
+
+
+def _auto_deploy(svc: Runnable) -> bool:
+    """autoDeployTrigger (commit and checksPass deploy, off does not), else the legacy
+    autoDeploy; on by default, as on Render."""
+    if svc.auto_deploy_trigger is not None:
+        return svc.auto_deploy_trigger != "off"
+    return svc.auto_deploy is not False
 
 
 def _policy(backups: Backups | None) -> BackupPolicy:
@@ -321,10 +431,10 @@ def pg_identifier(name: str, suffix: str = "") -> str:
     return ident[: 63 - len(suffix)].rstrip("_") + suffix
 
 
-def _database_specs(db: Database) -> list[DatastoreSpec]:
-    database_name = db.database_name or pg_identifier(db.name)
+def _database_specs(db: Database, names: _Names = _TOP) -> list[DatastoreSpec]:
+    database_name = db.database_name or pg_identifier(db.name)  # the Blueprint's name
     primary = DatastoreSpec(
-        name=db.name,
+        name=names.datastore(db.name),
         kind="postgres",
         plan=db.plan,
         ip_allow_list=_sources(db.ip_allow_list),
@@ -333,18 +443,18 @@ def _database_specs(db: Database) -> list[DatastoreSpec]:
         user=db.user or pg_identifier(database_name, "_user"),
         version=db.postgres_major_version,
         disk_size_gb=db.disk_size_gb,
-        read_replicas=tuple(r.name for r in db.read_replicas or []),
+        read_replicas=tuple(names.datastore(r.name) for r in db.read_replicas or []),
     )
     replicas = [
-        replace(primary, name=r.name, read_replicas=(), primary=db.name)
+        replace(primary, name=names.datastore(r.name), read_replicas=(), primary=primary.name)
         for r in db.read_replicas or []
     ]
     return [primary, *replicas]
 
 
-def _keyvalue_spec(svc: KeyValueService) -> DatastoreSpec:
+def _keyvalue_spec(svc: KeyValueService, names: _Names = _TOP) -> DatastoreSpec:
     return DatastoreSpec(
-        name=svc.name,
+        name=names.datastore(svc.name),
         kind="keyvalue",
         plan=svc.plan,
         ip_allow_list=_sources(svc.ip_allow_list),
@@ -353,7 +463,7 @@ def _keyvalue_spec(svc: KeyValueService) -> DatastoreSpec:
     )
 
 
-def _env_spec(item: EnvVar | GroupEnvVar) -> EnvVarSpec:
+def _env_spec(item: EnvVar | GroupEnvVar, names: _Names = _TOP) -> EnvVarSpec:
     if isinstance(item, GroupEnvVar):
         return EnvVarSpec(key=item.key, value=item.value, generate=bool(item.generate_value))
     ref, db = item.from_service, item.from_database
@@ -364,14 +474,14 @@ def _env_spec(item: EnvVar | GroupEnvVar) -> EnvVarSpec:
         sync=item.sync is not False,
         from_service=FromService(
             type="keyvalue" if ref.type == "redis" else ref.type,
-            name=ref.name,
+            name=names.service(ref.name),
             property=ref.property,
             env_var_key=ref.env_var_key,
         )
         if ref
         else None,
-        from_database=(db.name, db.property) if db else None,
-        from_group=item.from_group,
+        from_database=(names.datastore(db.name), db.property) if db else None,
+        from_group=names.group(item.from_group) if item.from_group is not None else None,
     )
 
 
@@ -380,14 +490,9 @@ def _env_spec(item: EnvVar | GroupEnvVar) -> EnvVarSpec:
 _NO_MEANING = {
     "plan": "ignored: Shipyard runs on one machine, there are no instance plans",
     "region": "ignored: Shipyard runs on one machine, there are no regions",
-    "repo": "ignored: Shipyard builds the source you deploy, it does not pull a repository",
-    "branch": "ignored: Shipyard builds the source you deploy, it does not pull a branch",
 }
 _NOT_YET = {
     "scaling": "autoscaling (scaling)",
-    "autoDeployTrigger": "auto-deploy (autoDeployTrigger)",
-    "autoDeploy": "auto-deploy (autoDeploy)",
-    "buildFilter": "build filters (buildFilter)",
     "ipAllowList": "IP allow lists (ipAllowList)",
     "initialDeployHook": "the initial deploy hook (initialDeployHook)",
     "dockerfilePath": "Docker builds (dockerfilePath)",
@@ -402,26 +507,61 @@ _ROOT_NOT_YET = {
     "previews": "preview environments (previews)",
     "previewsEnabled": "preview environments (previewsEnabled)",
     "previewsExpireAfterDays": "preview environments (previewsExpireAfterDays)",
-    "projects": "projects and environments (projects); put services at the top level",
     "ungrouped": "ungrouped resources (ungrouped); put services at the top level",
 }
 
 
-def _notices(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+def _all_notices(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """The top level's notices, then each environment's (at their place in the file)."""
+    out = _notices(data)
+    projects: dict[Loc, Mapping[str, Any]] = {
+        scope.loc: scope.data for scope in refs.scopes(data) if len(scope.loc) == 2
+    }
+    for scope in refs.scopes(data):
+        if scope.environment is None:
+            continue
+        found = _notices(scope.data, (data, projects[scope.loc[:2]]))
+        found += [((k,), m) for k, m in _ENVIRONMENT_NOTES.items() if _enabled(scope.data, k)]
+        out += [((*scope.loc, *loc), message) for loc, message in found]
+    return out
+
+
+_ENVIRONMENT_NOTES = {
+    "networking": "not supported yet: network isolation (networking.isolation) is not "
+    "enforced; the services of every environment reach each other on this machine",
+    "permissions": "ignored: Shipyard has no workspace roles, so environments have no "
+    "protection (permissions.protection); the API token may change every environment",
+}
+
+
+def _enabled(env: Mapping[str, Any], key: str) -> bool:
+    setting = env.get(key)
+    field = "isolation" if key == "networking" else "protection"
+    return isinstance(setting, dict) and setting.get(field) == "enabled"
+
+
+def _notices(
+    data: Mapping[str, Any], outer: tuple[Mapping[str, Any], ...] = ()
+) -> list[tuple[Loc, str]]:
+    """Notices of the top level, or of an environment (``data``) that also sees the names of
+    ``outer`` (the top level, its project)."""
     out: list[tuple[Loc, str]] = []
-    running = {s["name"] for s in data.get("services") or [] if refs.runs(s)}
+    seen = (data, *outer)
+    running = {s["name"] for d in seen for s in d.get("services") or [] if refs.runs(s)}
     defined = {
-        section: {str(entry.get("name")) for entry in data.get(section) or []}
+        section: {str(entry.get("name")) for d in seen for entry in d.get(section) or []}
         for section in ("services", "databases", "envVarGroups")
     }
     defined["databases"] |= {
         str(replica.get("name"))
-        for db in data.get("databases") or []
+        for d in seen
+        for db in d.get("databases") or []
         for replica in db.get("readReplicas") or []
     }
     defined["keyvalue"] = {
         str(s.get("name"))
-        for s in data.get("services") or []
+        for d in seen
+        for s in d.get("services") or []
         if s.get("type") in ("keyvalue", "redis")
     }
     for i, svc in enumerate(data.get("services") or []):
@@ -433,6 +573,14 @@ def _notices(data: dict[str, Any]) -> list[tuple[Loc, str]]:
             out.append((loc, f"not supported yet: {skipped} is not run in this version"))
             continue
         out += [((*loc, k), m) for k, m in _NO_MEANING.items() if k in svc]
+        if svc.get("autoDeployTrigger") == "checksPass":
+            out.append(
+                (
+                    (*loc, "autoDeployTrigger"),
+                    "checksPass is treated like commit: "
+                    "Shipyard has no CI integration yet, each new commit deploys",
+                )
+            )
         out += [
             ((*loc, k), f"not supported yet: {what} is ignored in this version")
             for k, what in _NOT_YET.items()
@@ -496,10 +644,8 @@ def _external_access(entries: object, loc: Loc) -> list[tuple[Loc, str]]:
 
 
 def _skipped_service(svc: dict[str, Any]) -> str | None:
-    name, kind = svc["name"], svc["type"]
+    name = svc["name"]
     runtime = svc.get("runtime", svc.get("env"))
-    if kind == "cron":
-        return f"cron job '{name}'"
     if runtime == "static":
         return f"static site '{name}'"
     if runtime in ("docker", "image"):

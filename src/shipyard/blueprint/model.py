@@ -34,7 +34,7 @@ from shipyard.blueprint.scalars import (
 
 NATIVE_RUNTIMES = frozenset({"node", "python", "ruby", "go", "rust", "elixir"})
 RUNTIMES = ("docker", "elixir", "go", "image", "node", "python", "ruby", "rust", "static")
-RunnableType = Literal["web", "pserv", "worker"]
+RunnableType = Literal["web", "pserv", "worker", "cron"]
 
 
 class Strict(BaseModel):
@@ -254,7 +254,10 @@ class WorkerService(_RunningService):
 
 class CronService(_BuiltService):
     type: Literal["cron"]
-    schedule: str
+    schedule: Cron
+    # Shipyard extension (shipyard.yaml only): a run is killed after this long (default
+    # SHIPYARD_CRON_MAX_RUN_S, 12 h as on Render).
+    max_run_seconds: float | None = Field(None, ge=1, le=86400)
 
 
 class KeyValueService(_Service):

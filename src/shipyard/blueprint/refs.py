@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,12 +20,13 @@ from shipyard.blueprint.scalars import Loc, format_path, normal_host, service_na
 from shipyard.blueprint.schema import did_you_mean
 from shipyard.blueprint.spec import EnvVarSpec, FromService, ServiceSpec
 
-EXTENSIONS = ("healthCheckTimeoutSeconds", "drainTimeoutSeconds", "backupBeforeDeploy")
+EXTENSIONS = ("healthCheckTimeoutSeconds", "drainTimeoutSeconds", "backupBeforeDeploy",
+              "maxRunSeconds")  # fmt: skip
 DATASTORE_EXTENSIONS = ("backups",)
 _ENV_FORMS = ("value", "generateValue", "sync", "fromDatabase", "fromService", "fromGroup")
 _NEEDS_RUNTIME = ("web", "pserv", "worker", "cron")
 _STATIC_ONLY = ("staticPublishPath", "headers", "routes")
-_NOT_RUN = ("cron", "keyvalue", "redis")  # service types Shipyard does not run
+_NOT_RUN = ("keyvalue", "redis")  # service types Shipyard does not run (as services)
 _NOT_RUN_RUNTIMES = ("docker", "image", "static")
 # A reference to a name this file does not define is valid on Render when the workspace has
 # it ("You can reference a service that isn't in the Blueprint, but that service must exist in
@@ -137,17 +139,21 @@ def datastore_name_problem(name: str) -> str | None:
 
 
 def runs(svc: Mapping[str, Any]) -> bool:
-    """A web/pserv/worker on a native runtime: a service Shipyard runs."""
-    return svc.get("type") in ("web", "pserv", "worker") and (
+    """A web/pserv/worker/cron on a native runtime: a service Shipyard runs."""
+    return svc.get("type") in ("web", "pserv", "worker", "cron") and (
         svc.get("runtime", svc.get("env")) in NATIVE_RUNTIMES
     )
 
 
 def _check_domains(data: dict[str, Any]) -> list[Problem]:
     """The edge routes a domain to one service, and refuses a table where two share one."""
+    return _domain_problems([(("services", i), svc) for i, svc in _dicts(data, "services")])
+
+
+def _domain_problems(services: Sequence[tuple[Loc, Mapping[str, Any]]]) -> list[Problem]:
     problems: list[Problem] = []
-    owners: dict[str, tuple[int, str]] = {}
-    for i, svc in _dicts(data, "services"):
+    owners: dict[str, tuple[Loc, str]] = {}
+    for i, svc in services:
         if svc.get("type") != "web" or not runs(svc):
             continue
         listed = svc.get("domains")
@@ -161,9 +167,9 @@ def _check_domains(data: dict[str, Any]) -> list[Problem]:
             owner = owners.setdefault(host, (i, str(svc.get("name"))))
             if owner[0] != i:
                 message = f"domain '{host}' is also a domain of service '{owner[1]}' " + (
-                    f"(services[{owner[0]}]): a domain routes to one service"
+                    f"({format_path(owner[0])}): a domain routes to one service"
                 )
-                problems.append((("services", i, *path), message))
+                problems.append(((*i, *path), message))
     return problems
 
 
@@ -342,7 +348,172 @@ def _check_from_service(
         problems.append((loc, "expected exactly one of property, envVarKey"))
     if ref.get("property") == "connectionString" and wanted != "keyvalue":
         problems.append(((*loc, "property"), "connectionString is only for keyvalue services"))
+    elif ref.get("property") in ("host", "port", "hostport") and "cron" in (
+        wanted, services.get(str(name))
+    ):  # fmt: skip
+        problems.append(((*loc, "property"), f"cron job '{name}' has no {ref['property']}: it "
+                         "runs on a schedule and listens on nothing (use envVarKey)"))  # fmt: skip
     return problems
+
+
+# --- projects and environments ------------------------------------------------------------
+#
+# Render's `projects: [{name, environments: [{name, services, databases, envVarGroups}]}]`
+# deploys each environment as its own copy: `api` of environment `staging` is `api-staging` in
+# Shipyard (a DNS label: its host is api-staging.localhost), its database `db` is `db-staging`,
+# its group `shared` is `shared-staging`. References inside an environment name the
+# environment's own entries first, then the project's groups and the top level (unchanged).
+
+
+def environment_slug(name: str) -> str:
+    """The part of Shipyard's names an environment adds: 'Staging EU' -> 'staging-eu'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A part of the file holding resources: the top level, a project (its envVarGroups), or
+    one environment of a project (whose names get ``-<slug>`` in Shipyard)."""
+
+    loc: Loc  # () | ("projects", i) | ("projects", i, "environments", j)
+    data: Mapping[str, Any]
+    environment: str | None = None
+    slug: str = ""
+    project: str | None = None
+
+    def internal(self, name: str) -> str:
+        return f"{name}-{self.slug}" if self.slug else name
+
+    def own(self) -> tuple[set[str], set[str], set[str]]:
+        """The names this scope defines: services (any type), datastores (databases, read
+        replicas, Key Value), env groups."""
+        services = {str(s.get("name")) for _, s in _dicts(self.data, "services")}
+        stores = {str(s.get("name")) for _, s in _dicts(self.data, "services")
+                  if _type(s) == "keyvalue"}  # fmt: skip
+        for _, db in _dicts(self.data, "databases"):
+            stores |= {str(db.get("name"))} | {str(r.get("name")) for _, r in
+                                                _dicts(db, "readReplicas")}  # fmt: skip
+        groups = {str(g.get("name")) for _, g in _dicts(self.data, "envVarGroups")}
+        return services, stores, groups
+
+
+def scopes(data: Mapping[str, Any]) -> list[Scope]:
+    """The top level, then each project and its environments, in file order."""
+    out = [Scope((), data)]
+    for i, project in _dicts(data, "projects"):
+        name = project.get("name")
+        project_name = name if isinstance(name, str) else None
+        out.append(Scope(("projects", i), project, project=project_name))
+        for j, env in _dicts(project, "environments"):
+            env_name = env.get("name")
+            if isinstance(env_name, str) and environment_slug(env_name):
+                loc: Loc = ("projects", i, "environments", j)
+                slug = environment_slug(env_name)
+                out.append(Scope(loc, env, env_name, slug, project_name))
+    return out
+
+
+def check_projects(
+    data: dict[str, Any], kind: str, positions: Mapping[Loc, tuple[int, int]]
+) -> list[Problem]:
+    """What ``check`` finds inside each project and environment (at their own file:line:col),
+    and what only the whole file shows: an environment's service named in Shipyard like
+    another service, datastore or group of the file, a domain two environments claim."""
+    problems: list[Problem] = []
+    for i, project in _dicts(data, "projects"):
+        seen: dict[str, str] = {}
+        for j, env in _dicts(project, "environments"):
+            name = env.get("name")
+            if not isinstance(name, str):
+                continue
+            loc: Loc = ("projects", i, "environments", j, "name")
+            slug = environment_slug(name)
+            if not slug:
+                why = "Shipyard names its services <service>-<environment>"
+                problems.append((loc, f"environment name {name!r} has no letter or digit: {why}"))
+            elif slug in seen:
+                other = f"environment '{seen[slug]}' of this project ({slug!r})"
+                problems.append((loc, f"environment '{name}' would share the names of {other}"))
+            else:
+                seen[slug] = name
+    every = scopes(data)
+    for scope in every[1:]:
+        depth = len(scope.loc)
+        sub = {loc[depth:]: pos for loc, pos in positions.items() if loc[:depth] == scope.loc}
+        found = (
+            check(dict(scope.data), kind, sub)
+            if scope.environment
+            else _check_groups(dict(scope.data))
+        )
+        problems += [((*scope.loc, *loc), message) for loc, message in found]
+    problems += _collisions(every)
+    entries = [((*scope.loc, "services", i), svc) for scope in every
+               for i, svc in _dicts(scope.data, "services")]  # fmt: skip
+    problems += [p for p in _domain_problems(entries) if p[0][:1] == ("projects",)]
+    return problems
+
+
+def _named(scope: Scope) -> Iterator[tuple[str, str, Loc]]:
+    """(namespace, Blueprint name, location of the name) of each entry of ``scope``."""
+    for i, svc in _dicts(scope.data, "services"):
+        if isinstance(svc.get("name"), str) and (runs(svc) or _type(svc) == "keyvalue"):
+            space = "datastore" if _type(svc) == "keyvalue" else "service"
+            yield space, svc["name"], (*scope.loc, "services", i, "name")
+    for i, db in _dicts(scope.data, "databases"):
+        if isinstance(db.get("name"), str):
+            yield "datastore", db["name"], (*scope.loc, "databases", i, "name")
+        for j, replica in _dicts(db, "readReplicas"):
+            if isinstance(replica.get("name"), str):
+                loc: Loc = (*scope.loc, "databases", i, "readReplicas", j, "name")
+                yield "datastore", replica["name"], loc
+    for i, group in _dicts(scope.data, "envVarGroups"):
+        if isinstance(group.get("name"), str):
+            yield "group", group["name"], (*scope.loc, "envVarGroups", i, "name")
+
+
+_SPACES = {
+    "service": "a service",
+    "datastore": "a database, read replica or Key Value instance",
+    "group": "an envVarGroup",
+}
+
+
+def _collisions(every: Sequence[Scope]) -> list[Problem]:
+    """Two entries of different scopes with one name in Shipyard (duplicates within one scope
+    are ``check``'s); an environment's name that is no longer a valid name once suffixed."""
+    problems: list[Problem] = []
+    first: dict[tuple[str, str], tuple[Loc, str, Scope]] = {}
+    for scope in every:
+        for space, name, loc in _named(scope):
+            internal = scope.internal(name)
+            if scope.slug and internal != name:
+                invalid = _name_problem(space, internal) if not _name_problem(space, name) else None
+                if invalid:
+                    problems.append((loc, f"'{name}' of environment '{scope.environment}' is "
+                                     f"'{internal}' in Shipyard: {invalid}"))  # fmt: skip
+            key = (space, internal)
+            if key not in first:
+                first[key] = (loc, name, scope)
+                continue
+            other_loc, other_name, other = first[key]
+            if other.loc == scope.loc:
+                continue  # a duplicate name in one list: check() reports it
+            problems.append((loc, f"{_describe(name, scope)} and {_describe(other_name, other)} "
+                             f"({format_path(other_loc[:-1])}) would both be {_SPACES[space]} "
+                             f"named '{internal}' in Shipyard: rename one"))  # fmt: skip
+    return problems
+
+
+def _name_problem(space: str, name: str) -> str | None:
+    if space == "service":
+        return service_name_problem(name)
+    return datastore_name_problem(name) if space == "datastore" else None
+
+
+def _describe(name: str, scope: Scope) -> str:
+    if scope.environment is None:
+        return f"'{name}'"
+    return f"'{name}' of environment '{scope.environment}'"
 
 
 # --- resolution -----------------------------------------------------------------------------

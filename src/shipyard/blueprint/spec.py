@@ -69,6 +69,11 @@ class DiskSpec:
     size_gb: int = 10
 
 
+TRIGGER_FIELDS = frozenset(
+    ("repo", "branch", "auto_deploy", "build_filter_paths", "build_filter_ignored")
+)
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """A service Shipyard runs now (web/pserv/worker on a native runtime), normalized."""
@@ -90,6 +95,20 @@ class ServiceSpec:
     drain_timeout_seconds: float | None = None  # shipyard.yaml extension
     backup_before_deploy: bool = False  # shipyard.yaml extension
     disk: DiskSpec | None = None
+    # When a commit deploys it (not part of what a release is: kept out of config_digest)
+    repo: str = ""  # Render's `repo`: the repository it watches ("" = the Blueprint's own)
+    branch: str = ""  # Render's `branch` ("" = the Blueprint source's branch)
+    auto_deploy: bool = True  # autoDeployTrigger commit/checksPass (legacy autoDeploy: true)
+    build_filter_paths: tuple[str, ...] = ()
+    build_filter_ignored: tuple[str, ...] = ()
+    # cron jobs (type cron): the schedule (5-field cron, UTC) and the shipyard.yaml extension
+    # maxRunSeconds (None: SHIPYARD_CRON_MAX_RUN_S)
+    schedule: str = ""
+    max_run_seconds: float | None = None
+    # Render's projects: the environment it belongs to and its name in the Blueprint (`api`
+    # of environment `staging` is named `api-staging`); None at the top level
+    environment: str | None = None
+    base_name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (tuples become lists), for the API."""
@@ -97,10 +116,12 @@ class ServiceSpec:
         return data
 
     def config_digest(self) -> str:
-        """sha256 hex of the canonical JSON of every field: equal digests = same config. Take
-        it of the stored spec, whose env values are keyed digests: a bare hash of a secret
-        would let anyone holding the state test guesses against it."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """sha256 hex of the canonical JSON of every field but the triggers (TRIGGER_FIELDS):
+        equal digests = same config. Take it of the stored spec, whose env values are keyed
+        digests: a bare hash of a secret would let anyone holding the state test guesses
+        against it."""
+        data = {k: v for k, v in self.to_dict().items() if k not in TRIGGER_FIELDS}
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def stored(self, digest: Callable[[str], str]) -> ServiceSpec:

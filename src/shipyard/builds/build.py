@@ -13,13 +13,14 @@ from pathlib import Path
 
 from shipyard.blueprint.spec import ServiceSpec
 from shipyard.builds.builder import indent, run_logged
-from shipyard.builds.environment import compose_env, release_toolchain
-from shipyard.builds.python import create_venv
+from shipyard.builds.environment import compose_env
+from shipyard.builds.toolchain import prepare_toolchain, save_record
 from shipyard.context import Context, Emit
 from shipyard.errors import BuildFailed, NoDiskSpace, UsageError
 from shipyard.records import Release, ReleaseStatus
 from shipyard.release.env import platform_env
 from shipyard.release.files import make_private, share_unchanged
+from shipyard.release.masking import secret_values
 from shipyard.release.store import ReleasePaths, release_paths, service_paths
 from shipyard.source.snapshot import GitInfo, copy_tree, tree_bytes
 
@@ -112,11 +113,30 @@ def _build(
     runtime = req.spec.runtime
     if runtime == "python":
         emit(f"release {number}: creating its virtualenv", "info")
-        try:
-            create_venv(paths.venv, ctx.settings.python_bin, ctx.settings.toolchains_dir)
-        except BuildFailed as exc:
-            ctx.state.set_release_status(req.service, number, failed, exc.message)
-            raise
+
+    def notify(message: str) -> None:
+        emit(f"release {number}: {message}", "info")
+        ctx.runtime.note(paths.build_log, f"==> {message}")
+
+    try:
+        chosen = prepare_toolchain(
+            ctx.settings, service=req.service, runtime=runtime, workdir=workdir,
+            venv=paths.venv, service_env=req.env, notify=notify,
+            commands=tuple(
+                c or "" for c in (req.spec.build_command, req.spec.start_command,
+                                  req.spec.pre_deploy_command)
+            ),
+        )  # fmt: skip
+        save_record(paths.dir, chosen.toolchain)
+    except BuildFailed as exc:
+        ctx.state.set_release_status(req.service, number, failed, exc.message)
+        ctx.runtime.note(paths.build_log, f"==> {exc.message}")
+        raise BuildFailed(
+            f"{req.service}: {exc.message}", fields={"service": req.service, "release": number}
+        ) from exc
+    except NoDiskSpace as exc:
+        ctx.state.set_release_status(req.service, number, failed, exc.message)
+        raise
     command = req.spec.build_command
     if command:
         emit(f"release {number}: building ({command})", "info")
@@ -126,7 +146,8 @@ def _build(
             host=ctx.settings.host,
             home=home.build_home,
             tmp=home.build_tmp,
-            toolchain=release_toolchain(runtime, paths.venv, ctx.settings.host),
+            toolchain=chosen.toolchain,
+            build_env=chosen.build_env,
             service_env=req.env,
             platform_env={
                 **platform_env(ctx, svc, release),
@@ -134,6 +155,7 @@ def _build(
                 RELEASE_MARKER: release_marker(req.service, number),
             },
         )
+        timeout_s = ctx.settings.build_timeout_s
         result = run_logged(
             ctx.runtime,
             label="build",
@@ -141,10 +163,17 @@ def _build(
             cwd=workdir,
             env=env,
             log_path=paths.build_log,
-            timeout_s=ctx.settings.build_timeout_s,
+            timeout_s=timeout_s,
+            mask=secret_values(ctx, req.spec, req.env),
         )
         if not result.ok:
             reason = f"build command exited with code {result.exit_code}"
+            if result.timed_out:
+                reason = (
+                    f"build command timed out after {_duration(timeout_s)} and was killed with "
+                    "its processes (raise the limit with SHIPYARD_BUILD_TIMEOUT=<seconds> in "
+                    "the daemon's environment)"
+                )
             disk = ctx.disk.status()  # before the half-built tree is removed
             if disk.low:
                 # Its own error output may not have reached the log: say what is likely.
@@ -182,3 +211,9 @@ def _share_with_previous(ctx: Context, release: Release, emit: Emit) -> None:
             f"shared with release {previous.number} ({method})",
             "info",
         )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min ({seconds:g} s)"
+    return f"{seconds:g} s"

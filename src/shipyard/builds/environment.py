@@ -9,13 +9,16 @@ VIRTUAL_ENV, no SHIPYARD_* settings, no API token. What a process receives, in t
    caches and locks never meet the running app's); ``LANG=C.UTF-8``; ``USER``/``LOGNAME``;
 2. the host's CA and proxy settings (:data:`PASSTHROUGH`, plus any names the operator adds
    with ``SHIPYARD_BUILD_PASSTHROUGH``), so builds behind a proxy or a private CA work;
-3. the toolchain's variables (Python: ``VIRTUAL_ENV`` of the release, ``PYTHONUNBUFFERED=1``);
+3. the toolchain's variables (Python: ``VIRTUAL_ENV`` of the release, ``PYTHONUNBUFFERED=1``
+   and what points pip, uv and poetry at it; Node: corepack's), recorded with the release
+   at build time (builds/toolchain.py); builds also get the service's build cache;
 4. the service's own env vars from the Blueprint;
 5. Render's platform variables (``RENDER=true``, ``RENDER_SERVICE_NAME``, ``PORT``, ...).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -67,9 +70,30 @@ def python_toolchain(venv: Path) -> Toolchain:
     )
 
 
+# The toolchain a release was built with, in its directory (beside ``venv``).
+RECORD = "toolchain.json"
+
+
+def load_record(release_dir: Path) -> Toolchain | None:
+    """The toolchain recorded for a release; None for releases built before it was recorded."""
+    try:
+        data = json.loads((release_dir / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    path = data.get("path") if isinstance(data, dict) else None
+    env = data.get("env") if isinstance(data, dict) else None
+    if not isinstance(path, list) or not isinstance(env, dict):
+        return None
+    return Toolchain(path=tuple(str(p) for p in path), env={str(k): str(v) for k, v in env.items()})
+
+
 def release_toolchain(runtime: str, venv: Path, host: HostEnv) -> Toolchain:
-    """The toolchain of one release: a Python release's own virtualenv when it has one, else
+    """The toolchain of one release (``venv`` is ``releases/<N>/venv``): the one recorded when
+    it was built; for older releases, a Python release's own virtualenv when it has one, else
     the runtime's tools found on the host."""
+    recorded = load_record(venv.parent)
+    if recorded is not None:
+        return recorded
     if runtime == "python" and venv.is_dir():
         return python_toolchain(venv)
     return runtime_toolchain(runtime, host)
@@ -83,6 +107,7 @@ def compose_env(
     toolchain: Toolchain,
     service_env: Mapping[str, str],
     platform_env: Mapping[str, str],
+    build_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The complete environment of one process (see the module docstring for the order)."""
     env: dict[str, str] = {
@@ -95,6 +120,7 @@ def compose_env(
         env["USER"] = env["LOGNAME"] = host.user
     env.update(host.passthrough)
     env.update(toolchain.env)
+    env.update(build_env or {})  # builds: the build cache (the service's env may override it)
     env.update(service_env)
     env.update(platform_env)
     return env

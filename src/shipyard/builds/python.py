@@ -11,12 +11,16 @@ pyvenv.cfg). The interpreter itself is a symlink to the base Python, which is ne
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.disk import is_disk_full
@@ -102,3 +106,162 @@ def _first(exc: OSError) -> str:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         return f"{failures[0][2]}{more}" if failures else str(exc)
     return str(exc)
+
+
+# -- choosing the interpreter ----------------------------------------------------------------
+
+# Where interpreters are looked for, besides the daemon's PATH (pythonX.Y names).
+PYTHON_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
+PythonVersion = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PythonRequest:
+    spec: str  # "3.11", "3.11.2"
+    source: str  # "PYTHON_VERSION" or ".python-version"
+
+    @property
+    def parts(self) -> PythonVersion:
+        return tuple(int(p) for p in self.spec.split("."))
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    path: str
+    version: PythonVersion
+
+    @property
+    def text(self) -> str:
+        return ".".join(map(str, self.version))
+
+
+def python_request(service_env: Mapping[str, str], workdir: Path) -> PythonRequest | None:
+    """The Python version the service asks for (``PYTHON_VERSION``, else ``.python-version``
+    in its rootDir), or None. BuildFailed when it is not a version."""
+    spec, source = service_env.get("PYTHON_VERSION", "").strip(), "PYTHON_VERSION"
+    if not spec and (workdir / ".python-version").is_file():
+        source = ".python-version"
+        with contextlib.suppress(OSError):
+            for line in (workdir / ".python-version").read_text(errors="replace").splitlines():
+                if line.split("#", 1)[0].strip():
+                    spec = line.split("#", 1)[0].strip()
+                    break
+    if not spec:
+        return None
+    spec = spec.removeprefix("python").removeprefix("cpython-").removeprefix("v")
+    if not re.fullmatch(r"\d+(\.\d+){0,2}", spec):
+        raise BuildFailed(
+            f"{source} has value {spec!r}. Expected a Python version such as 3.11 or 3.11.9."
+        )
+    return PythonRequest(spec, source)
+
+
+def choose_interpreter(
+    request: PythonRequest | None, default: Interpreter | None, found: list[Interpreter]
+) -> tuple[Interpreter, str]:
+    """The interpreter for ``request`` among the ``default`` one and those ``found`` on the host,
+    and a note for the build log ("" when nothing to say) (pure). An exact version is preferred;
+    a different patch release of the same X.Y is accepted with a note. BuildFailed (naming the
+    version and what to install) when no interpreter has it."""
+    candidates = ([default] if default else []) + [i for i in found if i != default]
+    if request is None:
+        if default is None:
+            raise BuildFailed("No Python interpreter for Python services: set SHIPYARD_PYTHON.")
+        return default, ""
+    wanted = request.parts
+    exact = [i for i in candidates if i.version[: len(wanted)] == wanted]
+    if exact:
+        return max(exact, key=lambda i: (i == default, i.version)), ""
+    minor = [i for i in candidates if i.version[:2] == wanted[:2]]
+    if minor and len(wanted) > 2:
+        chosen = max(minor, key=lambda i: (i == default, i.version))
+        return chosen, (
+            f"{request.source} asks for Python {request.spec}; this host has {chosen.text} "
+            f"({chosen.path}), which is used"
+        )
+    have = ", ".join(sorted({f"{i.text} ({i.path})" for i in candidates})) or "none"
+    xy = ".".join(map(str, wanted[:2]))
+    raise BuildFailed(
+        f"{request.source} asks for Python {request.spec}, which is not installed on this host "
+        f"(installed: {have}). Install it (e.g. `apt-get install python{xy}`, or put a "
+        f"python{xy} in /usr/local/bin), or set PYTHON_VERSION to an installed version."
+    )
+
+
+def host_interpreters(search_path: Iterable[str]) -> list[Interpreter]:
+    """The pythonX.Y interpreters in the system directories and on the daemon's PATH, looked up
+    now (one installed after the daemon started counts)."""
+    seen: set[str] = set()
+    found: list[Interpreter] = []
+    for directory in (*search_path, *PYTHON_DIRS):
+        with contextlib.suppress(OSError):
+            for entry in sorted(os.listdir(directory)):
+                if not re.fullmatch(r"python3\.\d+", entry):
+                    continue
+                path = os.path.join(directory, entry)
+                real = os.path.realpath(path)
+                if real in seen or not os.access(path, os.X_OK):
+                    continue
+                seen.add(real)
+                interpreter = probe_interpreter(path)
+                if interpreter is not None:
+                    found.append(interpreter)
+    return found
+
+
+def probe_interpreter(path: str) -> Interpreter | None:
+    try:
+        out = subprocess.run(
+            [path, "-c", "import sys; print(*sys.version_info[:3], sep='.')"],
+            capture_output=True, text=True, timeout=30, check=False,
+            env={"PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = out.stdout.strip()
+    if out.returncode != 0 or not re.fullmatch(r"\d+\.\d+\.\d+", text):
+        return None
+    return Interpreter(path, tuple(int(p) for p in text.split(".")))
+
+
+# -- pip, uv and poetry for builds -----------------------------------------------------------
+
+PYTHON_TOOLS = ("uv", "uvx", "poetry")
+
+
+def python_tools_dir(toolchains: Path) -> Path | None:
+    """A directory of links to the uv and poetry Shipyard is installed with (never Shipyard's
+    own bin directory: nothing else of its environment joins a build's PATH). Refreshed per
+    build; None when neither is installed."""
+    own_bin = Path(sys.prefix) / "bin"
+    targets = {t: own_bin / t for t in PYTHON_TOOLS if (own_bin / t).is_file()}
+    if not targets:
+        return None
+    tools = toolchains / "python-tools"
+    tools.mkdir(parents=True, exist_ok=True)
+    for name, target in targets.items():
+        link = tools / name
+        if link.is_symlink() and link.readlink() == target:
+            continue
+        tmp = tools / f".{name}.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        tmp.replace(link)
+    return tools
+
+
+def python_env(venv: Path) -> dict[str, str]:
+    """What makes pip, uv and poetry install into the release's virtualenv."""
+    return {
+        "VIRTUAL_ENV": str(venv),
+        "PYTHONUNBUFFERED": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        # poetry: install into the active virtualenv (VIRTUAL_ENV), never a new one
+        "POETRY_VIRTUALENVS_CREATE": "false",
+        "POETRY_VIRTUALENVS_IN_PROJECT": "false",
+        # uv: `uv sync` installs into the release venv, `uv pip` uses VIRTUAL_ENV; interpreters
+        # are never downloaded (their source is not reachable from every host)
+        "UV_PROJECT_ENVIRONMENT": str(venv),
+        "UV_PYTHON": str(venv / "bin" / "python"),
+        "UV_PYTHON_DOWNLOADS": "never",
+    }

@@ -356,6 +356,14 @@ def _change_env(service: str, body: EnvBody, wait: bool) -> None:
         if changed.id is None:
             click.echo("Recorded; the next deploy uses it.")
             return
+        if len(changed.operations) > 1:  # an env group used by several services
+            for op in changed.operations:
+                if wait:
+                    _wait(c, op, False)
+            ops = ", ".join(f"#{o}" for o in changed.operations)
+            click.echo(f"Rolling out {len(changed.operations)} services with the group's new "
+                       f"env (operations {ops}).")  # fmt: skip
+            return
         if wait:
             _wait(c, changed.id, False)
             click.secho(f"{service} runs the new env.", fg="green")

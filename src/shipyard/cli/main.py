@@ -11,8 +11,11 @@ import click
 
 from shipyard import __version__
 from shipyard.cli.common import client, json_option, settings
+from shipyard.cli.cron import register as register_cron_commands
+from shipyard.cli.cron import summary as cron_summary
 from shipyard.cli.daemonctl import health, other_shipyard, same_home, start_detached
 from shipyard.cli.data import register as register_data_commands
+from shipyard.cli.git import register as register_git_commands
 from shipyard.cli.output import (
     ago,
     emit_json,
@@ -21,6 +24,7 @@ from shipyard.cli.output import (
     print_plan,
     table,
 )
+from shipyard.cli.promote import register as register_promote_command
 from shipyard.client import Client
 from shipyard.clock import SystemClock, poll_until
 from shipyard.errors import (
@@ -120,6 +124,11 @@ def _wait_and_report(c: Client, op_id: int, as_json: bool) -> None:
 @click.option("--branch", default=None, help="Branch of --repo (default: main).")
 @click.option("-s", "--service", "services", multiple=True, help="Deploy only these services.")
 @click.option("--wait", is_flag=True, help="Return when the rollout finished; fail if it failed.")
+@click.option("--adopt", is_flag=True, help="Take over services another Blueprint created.")
+@click.option("--prune", is_flag=True, help="Remove the services this Blueprint created and no "
+              "longer lists (after a successful deploy).")  # fmt: skip
+@click.option("--clear-cache", is_flag=True, help="Build without the build cache (npm, yarn, "
+              "pnpm, pip, uv, poetry caches), then keep the new one.")  # fmt: skip
 @json_option
 def deploy(
     blueprint: str | None,
@@ -127,6 +136,9 @@ def deploy(
     branch: str | None,
     services: tuple[str, ...],
     wait: bool,
+    adopt: bool,
+    prune: bool,
+    clear_cache: bool,
     as_json: bool,
 ) -> None:
     """Build and roll out every service of a Blueprint."""
@@ -136,7 +148,8 @@ def deploy(
     if path and not repo:
         _check_locally(path)
     with client() as c:
-        op = c.deploy(path, repo, branch, list(services) or None)
+        op = c.deploy(path, repo, branch, list(services) or None, adopt=adopt, prune=prune,
+                      clear_cache=clear_cache)  # fmt: skip
         if not as_json:
             print_plan(op)
             click.echo(f"Deploy #{op.id} started.")
@@ -231,10 +244,17 @@ def ps(service: str | None, as_json: bool) -> None:
         ]
         for s in services
     ]
-    click.echo(table(["SERVICE", "TYPE", "STATUS", "RELEASE", "INSTANCES", "URL"], rows))
+    headers = ["SERVICE", "TYPE", "STATUS", "RELEASE", "INSTANCES", "URL"]
+    if any(s.environment for s in services):  # Blueprint projects: show each one's environment
+        headers.insert(2, "ENVIRONMENT")
+        for row, s in zip(rows, services, strict=True):
+            row.insert(2, s.environment or "-")
+    click.echo(table(headers, rows))
     for s in services:
         if s.last_failure:
             click.echo(f"  {s.name}: {s.last_failure} (log: shipyard logs {s.name} --build)")
+        if s.cron is not None:
+            click.echo(f"  {s.name}: {cron_summary(s.cron)}")
     inst_rows = [
         [
             i.id,
@@ -344,6 +364,9 @@ def logs(
 
 
 register_data_commands(cli)
+register_cron_commands(cli)
+register_git_commands(cli)
+register_promote_command(cli)
 
 
 def main() -> None:

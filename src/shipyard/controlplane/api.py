@@ -42,9 +42,14 @@ from shipyard.apimodels import (
 from shipyard.blueprint.scalars import ENV_KEY
 from shipyard.context import Context
 from shipyard.controlplane import envops
+from shipyard.controlplane.cronviews import add_routes as add_cron_routes
 from shipyard.controlplane.dataviews import add_routes as add_datastore_routes
 from shipyard.controlplane.engine import Engine
+from shipyard.controlplane.promoteviews import add_routes as add_promote_routes
 from shipyard.controlplane.secrets import SecretBox
+from shipyard.controlplane.triggerops import Triggers
+from shipyard.controlplane.triggerstate import TriggerState
+from shipyard.controlplane.triggerviews import add_routes as add_trigger_routes
 from shipyard.controlplane.views import events_page, operation_view, release_view, service_view
 from shipyard.errors import Conflict, LimitExceeded, ShipyardError, Unauthorized, UsageError
 from shipyard.observe.logs import follow_logs, read_logs
@@ -174,9 +179,15 @@ def env_view(ctx: Context, name: str, reveal: bool) -> EnvView:
     return EnvView(service=name, entries=entries)
 
 
-def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> FastAPI:
+def create_app(
+    engine: Engine, token: str, shutdown: Callable[[bool], None],
+    triggers: Triggers | None = None,
+) -> FastAPI:  # fmt: skip
     app = FastAPI(title="Shipyard", version=__version__)
     ctx = engine.ctx
+    if triggers is None:  # tests that build the app alone
+        db = getattr(ctx.state, "db", None)
+        triggers = Triggers(engine, TriggerState(db, ctx.box, ctx.clock)) if db else None
     pid = os.getpid()
 
     def auth(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -239,7 +250,9 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
 
     @app.post("/v1/deploys", dependencies=guarded, status_code=202, responses=_OPERATION)
     def deploy(body: DeployBody) -> DeployAccepted:
-        return engine.deploy(body.blueprint, body.repo, body.branch, body.services)
+        return engine.deploy(body.blueprint, body.repo, body.branch, body.services,
+                             adopt=body.adopt, prune=body.prune,
+                             clear_cache=body.clear_cache)  # fmt: skip
 
     @app.get("/v1/deploys/{deploy_id}", dependencies=guarded, responses=_SERVICE)
     def get_deploy(deploy_id: int) -> OperationView:
@@ -302,6 +315,10 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
         return LogLines(lines=read_logs(ctx, name, build=build, lines=lines, release=release))
 
     add_datastore_routes(app, engine, guarded, _COMMON)
+    add_cron_routes(app, engine, guarded, _COMMON)
+    add_promote_routes(app, engine, guarded, _COMMON)
+    if triggers is not None:
+        add_trigger_routes(app, triggers, guarded, _COMMON)
 
     @app.post("/v1/secrets/rotate-key", dependencies=guarded,
               responses={**_COMMON, 409: _ERR, 422: _ERR})  # fmt: skip
@@ -333,11 +350,8 @@ def create_app(engine: Engine, token: str, shutdown: Callable[[bool], None]) -> 
     def set_env(name: str, body: EnvBody) -> EnvChanged:
         _check_env(body)
         if body.group is not None:
-            scope = f"group:{body.group}"
-            ctx.state.set_env_values(
-                scope, {k: ctx.box.encrypt(v) for k, v in body.set.items()}, body.unset
-            )
-            return EnvChanged(service=name, id=None)
+            ops = envops.set_group_env(engine, body.group, body.set, body.unset, body.deploy)
+            return EnvChanged(service=name, id=ops[0] if ops else None, operations=ops)
         op = envops.set_env(engine, name, body.set, body.unset, deploy=body.deploy)
         return EnvChanged(service=name, id=op)
 

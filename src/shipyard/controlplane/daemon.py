@@ -17,15 +17,20 @@ import threading
 from pathlib import Path
 
 import uvicorn
+from starlette.types import Receive, Scope, Send
 
 from shipyard.clock import SystemClock
 from shipyard.context import Context
 from shipyard.controlplane.api import create_app
+from shipyard.controlplane.cronstate import cron_state
 from shipyard.controlplane.datastate import DataState
 from shipyard.controlplane.db import Database
 from shipyard.controlplane.engine import Engine
+from shipyard.controlplane.platform import create_platform_app
 from shipyard.controlplane.secrets import SecretBox
 from shipyard.controlplane.state import State
+from shipyard.controlplane.triggerops import Triggers
+from shipyard.controlplane.triggerstate import TriggerState
 from shipyard.data.disks import release_all as release_disks
 from shipyard.data.supervise import DataSupervisor
 from shipyard.data.supervise import bring_up as bring_up_datastores
@@ -41,10 +46,13 @@ from shipyard.drivers.redis.engine import KeyValueEngine
 from shipyard.errors import Conflict, ShipyardError
 from shipyard.records import OF_RELEASE, OperationKind
 from shipyard.release.files import make_private
+from shipyard.route.desired import allocate_internal_port
+from shipyard.run.cron import CronScheduler, env_options
 from shipyard.run.lifecycle import stop_all
 from shipyard.run.recovery import recover
 from shipyard.run.supervisor import Supervisor
 from shipyard.settings import INTERNAL_PORT_LIMIT, Settings
+from shipyard.source import gitrepo
 
 log = logging.getLogger("shipyard.daemon")
 SHUTDOWN_WAIT_S = 120.0  # how long `down` waits for running operations
@@ -148,8 +156,10 @@ class Daemon:
             volumes=LoopVolumes(),
         )
         self.engine = Engine(self.ctx)
+        self.triggers = Triggers(self.engine, TriggerState(db, self.ctx.box, clock))
         self.supervisor = Supervisor(self.ctx, self.engine.claims)
         self.data_supervisor = DataSupervisor(self.ctx, self.engine.claims)
+        self.cron = CronScheduler(self.ctx, cron_state(self.ctx), env_options())
         self.server: uvicorn.Server | None = None
 
     def converge(self) -> None:
@@ -182,6 +192,7 @@ class Daemon:
                 self.supervisor.stop()
                 held = self.engine.claim_all("shutdown", timeout_s=SHUTDOWN_WAIT_S)
                 self.data_supervisor.stop()
+                self.cron.stop(interrupt_runs=True)  # `down` stops running cron jobs too
                 self.ctx.edge.stop()
                 instances = self.ctx.state.instances()
                 stop_all(self.ctx, instances, grace_s=10.0)
@@ -215,13 +226,35 @@ class Daemon:
             token = ensure_token(self.settings.token_path)
             api_socket = self._claim_ports()
             sockets.append(api_socket)
+            platform_socket = bind_exclusive("127.0.0.1", 0)
+            sockets.append(platform_socket)
+            self.ctx.platform_port = int(platform_socket.getsockname()[1])
+            with self.ctx.port_lock:
+                self.ctx.platform_internal_port = allocate_internal_port(self.ctx)
             self.ctx.disk.ensure_reserve()
+            (self.settings.home / "tmp").mkdir(exist_ok=True)
+            for repo in self.triggers.state.repos():  # the hook names this daemon's address
+                gitrepo.install_hook(self.settings, repo.name)
             bring_up_datastores(self.ctx)  # before the apps that use them
             recover(self.ctx)
             self.converge()  # before the supervisor, so its restarts cannot hold a claim yet
             self.supervisor.start()
             self.data_supervisor.start()
-            app = create_app(self.engine, token, self.shutdown)
+            self.cron.start()
+            self.triggers.start()
+            api = create_app(self.engine, token, self.shutdown, triggers=self.triggers)
+            platform = create_platform_app(self.triggers, token)
+            platform_port = self.ctx.platform_port
+
+            async def app(scope: Scope, receive: Receive, send: Send) -> None:
+                """One server, two listeners: the platform port serves the platform app
+                (routed from the public listener), the API port everything else."""
+                server = scope.get("server") or ("", 0)
+                if scope["type"] != "lifespan" and server[1] == platform_port:
+                    await platform(scope, receive, send)
+                else:
+                    await api(scope, receive, send)
+
             config = uvicorn.Config(
                 app,
                 host="127.0.0.1",
@@ -236,10 +269,12 @@ class Daemon:
                 self.settings.http_bind,
                 self.settings.http_port,
             )
-            self.server.run(sockets=[api_socket])
+            self.server.run(sockets=[api_socket, platform_socket])
         finally:
+            self.triggers.stop()
             self.supervisor.stop()
             self.data_supervisor.stop()
+            self.cron.stop()  # running jobs go on; the next daemon re-adopts them
             for sock in sockets:  # a start-up that failed must not keep the port
                 sock.close()
             self.settings.daemon_pid_path.unlink(missing_ok=True)

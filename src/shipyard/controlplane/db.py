@@ -177,6 +177,67 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (scope, key)
     );
     """,
+    # 9: git push, watched repositories, deploy hooks and webhooks: Shipyard's repositories,
+    # where each service's code comes from, its hook secrets, webhook deliveries seen
+    """
+    CREATE TABLE repos (
+        name TEXT PRIMARY KEY,
+        work_dir TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        token_enc BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE service_sources (
+        service TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        location TEXT NOT NULL,
+        branch TEXT NOT NULL DEFAULT '',
+        blueprint TEXT NOT NULL DEFAULT '',
+        blueprint_id TEXT NOT NULL,
+        auto_deploy INTEGER NOT NULL DEFAULT 1,
+        build_filter TEXT NOT NULL DEFAULT '{}',
+        root_dir TEXT NOT NULL DEFAULT '',
+        last_commit TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE service_hooks (
+        service TEXT PRIMARY KEY,
+        token_enc BLOB NOT NULL,
+        secret_enc BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        received_at REAL NOT NULL
+    );
+    """,
+    # 10: environments: the environment of a Blueprint project a service belongs to, and its
+    # name in the Blueprint (`api` of `staging` is the service `api-staging`)
+    """
+    ALTER TABLE services ADD COLUMN environment TEXT;
+    ALTER TABLE services ADD COLUMN base_name TEXT;
+    """,
+    # 11: cron runs: one row per run of a cron job (or per run skipped because the previous
+    # one was still running); at most one running run per service
+    """
+    CREATE TABLE cron_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        service TEXT NOT NULL,
+        release INTEGER,
+        trigger TEXT NOT NULL,
+        status TEXT NOT NULL,
+        scheduled_at REAL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        exit_code INTEGER,
+        pid INTEGER,
+        start_time INTEGER,
+        log_path TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX cron_runs_by_service ON cron_runs (service, id);
+    CREATE UNIQUE INDEX cron_runs_one_running ON cron_runs (service) WHERE status = 'running'
+    """,
 ]
 
 

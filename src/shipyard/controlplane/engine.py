@@ -18,9 +18,11 @@ from shipyard.blueprint.load import LoadedBlueprint
 from shipyard.blueprint.refs import dependency_waves
 from shipyard.blueprint.spec import DatastoreSpec, ServiceSpec
 from shipyard.builds.build import BuildRequest, build_release
+from shipyard.builds.cache import clear_build_cache
 from shipyard.clock import poll_while
 from shipyard.context import Context, Emit
 from shipyard.controlplane.outcomes import durably, explain
+from shipyard.controlplane.prune import prune_service
 from shipyard.controlplane.views import plan_view
 from shipyard.data import lifecycle
 from shipyard.data.backups import run_backup
@@ -44,9 +46,10 @@ from shipyard.records import (
 from shipyard.release.env import missing_sync_keys, resolve_service_env
 from shipyard.release.store import artifact
 from shipyard.rollout.choose import rollback_target
+from shipyard.rollout.cron import release_cron
 from shipyard.rollout.execute import fail_unfinished_releases, rollout
 from shipyard.rollout.predeploy import run_pre_deploy
-from shipyard.route.desired import allocate_internal_port, desired_table
+from shipyard.route.desired import allocate_internal_port, desired_table, platform
 from shipyard.run.claims import Claims
 from shipyard.run.scale import scale_to
 from shipyard.source.open import Source, open_source, source_from_text
@@ -73,6 +76,8 @@ class Engine:
         self.ctx = ctx
         self.claims = Claims()
         self.closing = False  # set by `down`: no new operation starts
+        # told where each deployed service comes from (controlplane/triggerops.py)
+        self.on_register: Callable[[Source, list[str]], None] | None = None
 
     # locking -----------------------------------------------------------------------------
     def busy(self, service: str) -> bool:
@@ -169,17 +174,25 @@ class Engine:
         return open_source(blueprint, repo, branch, cfg.home / "tmp",
                            allowed=cfg.source_dir_allowed, limits=cfg.blueprint_limits)  # fmt: skip
 
-    def plan_for(self, source: Source) -> Plan:
+    def plan_for(self, source: Source, adopt: bool = False) -> Plan:
         loaded = source.loaded
         live: dict[str, ServiceSpec] = {}
         known: dict[str, str] = {}
         from_blueprint = []
+        owners: dict[str, str] = {}
         for svc in self.ctx.state.services():
             known[svc.name] = svc.type
+            owners[svc.name] = svc.blueprint_path
             if svc.deployed:
                 live[svc.name] = svc.spec
             if svc.blueprint_path == source.blueprint_id:
                 from_blueprint.append(svc.name)
+        takeovers = [
+            f"service '{s.name}' belongs to another Blueprint ({owners[s.name]}): deploying "
+            "this one would take it over; deploy with --adopt to do so"
+            for s in loaded.services
+            if owners.get(s.name) and owners[s.name] != source.blueprint_id and not adopt
+        ]
         specs = {s.name: s.stored(self.ctx.box.digest) for s in loaded.services}
         plan = make_plan(loaded.services, specs, live, known, from_blueprint)
         problem = self._edge_problem(loaded, specs)
@@ -189,7 +202,7 @@ class Engine:
             {d.name: (d.spec, d.version) for d in stores},
             [d.name for d in stores if d.blueprint_path == source.blueprint_id],
         )
-        problems = [*plan.problems, *([problem] if problem else []), *data.problems]
+        problems = [*plan.problems, *takeovers, *([problem] if problem else []), *data.problems]
         for service in loaded.services:
             problems += [
                 f"service '{service.name}': {key} is sync: false and has no value: set it with "
@@ -235,7 +248,11 @@ class Engine:
                 )
             )  # fmt: skip
         try:
-            self.ctx.edge.check(desired_table(self.ctx.state, self.ctx.settings, proposed))
+            self.ctx.edge.check(
+                desired_table(
+                    self.ctx.state, self.ctx.settings, proposed, platform=platform(self.ctx)
+                )
+            )
         except EdgeError as exc:
             return f"the edge cannot route this Blueprint: {exc.message}"
         return ""
@@ -259,17 +276,38 @@ class Engine:
         repo: str | None = None,
         branch: str | None = None,
         services: list[str] | None = None,
+        *,
+        adopt: bool = False,
+        prune: bool = False,
+        clear_cache: bool = False,
     ) -> DeployAccepted:
+        """``adopt``: take over services another Blueprint created; ``prune``: remove the
+        services this Blueprint created and no longer lists; ``clear_cache``: build without
+        the services' build caches (Render's "Clear build cache & deploy")."""
         source = self.open_source(blueprint, repo, branch)
         try:
-            return self._submit_deploy(source, services)
+            return self._submit_deploy(source, services, adopt=adopt, prune=prune,
+                                       clear_cache=clear_cache)  # fmt: skip
         except BaseException:
             source.cleanup()
             raise
 
-    def _submit_deploy(self, source: Source, only: list[str] | None) -> DeployAccepted:
+    def deploy_source(
+        self, source: Source, services: list[str] | None, reason: str = ""
+    ) -> DeployAccepted:
+        """Deploy an opened source (a trigger's commit); the engine owns its cleanup once
+        accepted, the caller until then."""
+        accepted = self._submit_deploy(source, services or None)
+        if reason:
+            self.ctx.state.add_event(accepted.id, f"triggered by {reason}", level="info")
+        return accepted
+
+    def _submit_deploy(
+        self, source: Source, only: list[str] | None, *, adopt: bool = False,
+        prune: bool = False, clear_cache: bool = False,
+    ) -> DeployAccepted:  # fmt: skip
         loaded = source.loaded
-        plan = self.plan_for(source)
+        plan = self.plan_for(source, adopt)
         if plan.problems:
             raise UsageError(
                 "Cannot deploy this Blueprint:\n" + "\n".join(f"  {p}" for p in plan.problems),
@@ -291,11 +329,14 @@ class Engine:
                 fields={"notices": [n.message for n in loaded.notices]},
             )
         self.ctx.disk.require()  # refused at once (507) when the disk is already short
-        claimed = [*names, *(lifecycle.claim_key(n) for n in stores)]
+        pruned = list(plan.orphans) if prune and not only else []
+        claimed = [*names, *pruned, *(lifecycle.claim_key(n) for n in stores)]
         target = ",".join([*names, *(f"db:{n}" for n in stores)])
         deploy_id = self._open(OperationKind.DEPLOY, target, claimed)
         try:
             self._register_services(source, names)
+            if self.on_register is not None:
+                self.on_register(source, names)
         except BaseException as exc:
             self._free(claimed, deploy_id)
             self.ctx.state.finish_deploy(deploy_id, OperationStatus.FAILED, str(exc), {})
@@ -305,11 +346,24 @@ class Engine:
                 deploy_id, f"{notice.location}: {notice.path}: {notice.message}", level="warning"
             )
 
+        if clear_cache:
+            for name in names:
+                if clear_build_cache(self.ctx.settings, name):
+                    self.ctx.state.add_event(deploy_id, "build cache cleared", service=name)
+
         def work() -> dict[str, ServiceOutcome]:
             try:
-                return self._deploy_services(deploy_id, source, names)
+                results = self._deploy_services(deploy_id, source, names)
             finally:
                 source.cleanup()
+            if pruned and all(r.status == "ok" for r in results.values()):
+                for name in pruned:
+                    prune_service(self.ctx, name, self.emitter(deploy_id, name))
+                    results[name] = ServiceOutcome("ok")
+            elif pruned:
+                self.ctx.state.add_event(deploy_id, "nothing was pruned: the deploy failed",
+                                         level="warning")  # fmt: skip
+            return results
 
         self._spawn(deploy_id, claimed, work)
         return DeployAccepted(id=deploy_id, **plan_view(source, plan).model_dump())
@@ -447,7 +501,7 @@ class Engine:
             if spec.backup_before_deploy:
                 self._backup_before_deploy(spec, deploy_id, emit)
             run_pre_deploy(self.ctx, release, emit)
-            rollout(
+            (release_cron if spec.type == "cron" else rollout)(
                 self.ctx, release, emit,
                 previous_status=ReleaseStatus.SUPERSEDED, from_blueprint=True,
             )  # fmt: skip
@@ -477,7 +531,7 @@ class Engine:
         )
         self._spawn_one(
             deploy_id, service, emit,
-            lambda: rollout(
+            lambda: (release_cron if svc.type == "cron" else rollout)(
                 self.ctx, release, emit,
                 previous_status=ReleaseStatus.ROLLED_BACK, from_blueprint=False,
             ),
@@ -500,6 +554,12 @@ class Engine:
         if not 1 <= count <= 100:
             raise UsageError(f"Cannot scale {service} to {count}: instances must be 1 to 100.")
         svc = self.ctx.state.service(service)
+        if svc.type == "cron":
+            raise Conflict(
+                f"{service} is a cron job: it runs on its schedule, one run at a time, and has "
+                "no instances to scale; trigger a run with `shipyard cron run`.",
+                fields={"service": service},
+            )
         if not svc.deployed:
             raise Conflict(f"{service} has no live release yet; deploy it before scaling.")
         if svc.spec.disk is not None and count > 1:

@@ -3,13 +3,15 @@ then rolled out as a new release of the live build with the new env (no rebuild)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shipyard.blueprint.refs import generate_secret
 from shipyard.context import Emit
 from shipyard.controlplane.engine import Engine
 from shipyard.errors import Conflict, NotFound, UsageError
-from shipyard.records import OperationKind, ReleaseStatus, ServiceOutcome
+from shipyard.records import OperationKind, Release, ReleaseStatus, ServiceOutcome
 from shipyard.release.env import blueprint_keys
-from shipyard.rollout.execute import rollout
+from shipyard.rollout.cron import go_live
 from shipyard.rollout.predeploy import run_pre_deploy
 
 
@@ -50,6 +52,45 @@ def set_env(
         ServiceOutcome("ok"),
     )  # fmt: skip
     return deploy_id
+
+
+def set_group_env(
+    engine: Engine, group: str, values: dict[str, str], unset: list[str], deploy: bool = True
+) -> list[int]:
+    """Record `env set/unset --group GROUP`; with ``deploy``, roll out every deployed service
+    that uses the group with the new values (one operation each; a service that sets a key
+    itself keeps its own value). An unset applies at each service's next deploy: the value
+    it falls back to (the Blueprint's group) is resolved by a Blueprint deploy."""
+    state = engine.ctx.state
+    tokens = {k: engine.ctx.box.encrypt(v) for k, v in values.items()}
+    state.set_env_values(f"group:{group}", tokens, unset)
+    if not deploy or not values:
+        return []
+    ops = []
+    for svc in state.services():
+        uses = any(d.kind == "from_group" and d.key == group for d in svc.spec.env_digests)
+        if not uses or svc.current_release is None:
+            continue
+        own = blueprint_keys(svc.spec) | set(state.env_values(svc.name))
+        mine = {k: v for k, v in values.items() if k not in own}
+        if not mine:
+            continue
+        deploy_id = engine.open_operation(OperationKind.DEPLOY, f"{svc.name} (env group {group})",
+                                          [svc.name])  # fmt: skip
+        emit = engine.emitter(deploy_id, svc.name)
+        changed = ", ".join(f"{k} set (group {group})" for k in mine)
+        engine.spawn_one(deploy_id, svc.name, emit,
+                         _group_rollout(engine, svc.name, mine, deploy_id, emit, changed),
+                         ServiceOutcome("ok"))  # fmt: skip
+        ops.append(deploy_id)
+    return ops
+
+
+def _group_rollout(
+    engine: Engine, service: str, values: dict[str, str], deploy_id: int, emit: Emit,
+    changed: str,
+) -> Callable[[], None]:  # fmt: skip
+    return lambda: _roll_out_env(engine, service, values, [], deploy_id, emit, changed)
 
 
 def rotate_env(engine: Engine, service: str, key: str) -> int:
@@ -100,17 +141,34 @@ def _roll_out_env(
     env.update(values)
     for key in unset:
         env.pop(key, None)
-    number = engine.ctx.state.next_release_number(service)
-    engine.ctx.state.add_release(
-        service=service, number=number, config_digest=live.config_digest,
-        git_commit=live.git_commit, git_branch=live.git_branch,
-        source=f"release {live.number} with {changed}", dir=live.dir, spec=live.spec,
-        env_enc=engine.ctx.box.encrypt_env(env), deploy_id=deploy_id,
+    roll_out_artifact(
+        engine, service, live, env, deploy_id, emit,
+        source=f"release {live.number} with {changed}",
+        message=f"release {live.number}'s build with {changed} (no rebuild)",
     )  # fmt: skip
-    engine.ctx.state.set_release_status(service, number, ReleaseStatus.BUILT)
-    release = engine.ctx.state.release(service, number)
-    emit(f"release {number}: release {live.number}'s build with {changed} (no rebuild)",
-         "info")  # fmt: skip
+
+
+def roll_out_artifact(
+    engine: Engine, service: str, built: Release, env: dict[str, str], deploy_id: int,
+    emit: Emit, *, source: str, message: str, config: Release | None = None,
+) -> int:  # fmt: skip
+    """A new release of ``service`` that runs the artifact of ``built`` (a release of this
+    service or, for `shipyard promote`, of another: no build) with ``env``, and the spec and
+    config digest of ``config`` (default: ``built``), rolled out like any release (pre-deploy
+    command, health gate, drain). Returns its number."""
+    state = engine.ctx.state
+    config = config if config is not None else built
+    number = state.next_release_number(service)
+    state.add_release(
+        service=service, number=number, config_digest=config.config_digest,
+        git_commit=built.git_commit, git_branch=built.git_branch, source=source,
+        dir=built.dir, spec=config.spec, env_enc=engine.ctx.box.encrypt_env(env),
+        deploy_id=deploy_id,
+    )  # fmt: skip
+    state.set_release_status(service, number, ReleaseStatus.BUILT)
+    release = state.release(service, number)
+    emit(f"release {number}: {message}", "info")
     run_pre_deploy(engine.ctx, release, emit)
-    rollout(engine.ctx, release, emit, previous_status=ReleaseStatus.SUPERSEDED,
+    go_live(engine.ctx, release, emit, previous_status=ReleaseStatus.SUPERSEDED,
             from_blueprint=False)  # fmt: skip
+    return number

@@ -31,6 +31,8 @@ def service_row(row: dict[str, Any]) -> Service:
         current_release=row["current_release"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        environment=row.get("environment"),
+        base_name=row.get("base_name"),
     )
 
 

@@ -78,14 +78,18 @@ class State:
         now = self.clock.now()
         with self.db.tx() as conn:
             cur = conn.execute(
-                "UPDATE services SET blueprint_path=?, updated_at=? WHERE name=?",
-                (blueprint_path, now, name),
+                "UPDATE services SET blueprint_path=?, environment=?, base_name=?, updated_at=?"
+                " WHERE name=?",
+                (blueprint_path, spec.environment, spec.base_name, now, name),
             )
             if cur.rowcount == 0:
                 conn.execute(
-                    "INSERT INTO services VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO services (name, type, spec_json, blueprint_path,"
+                    " desired_instances, blueprint_instances, internal_port, current_release,"
+                    " created_at, updated_at, environment, base_name)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (name, type_, spec.to_json(), blueprint_path, instances, instances,
-                     internal_port, None, now, now),
+                     internal_port, None, now, now, spec.environment, spec.base_name),
                 )  # fmt: skip
 
     def promote(
@@ -337,6 +341,9 @@ class State:
         ("generated_values", "value_enc", ("service", "key")),
         ("env_values", "value_enc", ("scope", "key")),
         ("datastore_secrets", "value_enc", ("datastore", "key")),
+        ("repos", "token_enc", ("name",)),
+        ("service_hooks", "token_enc", ("service",)),
+        ("service_hooks", "secret_enc", ("service",)),
     )
 
     def reencrypt(self, again: Callable[[bytes], bytes]) -> int:

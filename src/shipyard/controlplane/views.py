@@ -21,6 +21,7 @@ from shipyard.apimodels import (
     ServiceView,
 )
 from shipyard.context import Context
+from shipyard.controlplane.cronviews import cron_job_view
 from shipyard.data import disks
 from shipyard.plan.plan import Plan
 from shipyard.records import (
@@ -89,6 +90,9 @@ def service_view(ctx: Context, svc: Service, busy: bool) -> ServiceView:
             f"127.0.0.1:{svc.internal_port}" if svc.internal_port is not None else None
         ),
         disk=_disk(ctx, svc),
+        cron=cron_job_view(ctx, svc) if svc.type == "cron" else None,
+        environment=svc.environment,
+        base_name=svc.base_name,
     )
 
 

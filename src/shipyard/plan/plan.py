@@ -27,6 +27,8 @@ FIELD_NAMES = {
     "drain_timeout_seconds": "drainTimeoutSeconds",
     "backup_before_deploy": "backupBeforeDeploy",
     "disk": "disk",
+    "schedule": "schedule",
+    "max_run_seconds": "maxRunSeconds",
 }
 
 

@@ -235,8 +235,12 @@ def prune_releases(ctx: Context, service: str) -> None:
     current = ctx.state.service(service).current_release
     releases = ctx.state.releases(service)
     doomed = set(releases_to_prune(releases, current))
-    # an artifact shared with a release that stays (an env change's) stays too
+    # an artifact shared with a release that stays (an env change's, or another service's
+    # that `shipyard promote` made from it) stays too
     shared = {r.dir for r in releases if r.number not in doomed and not r.pruned}
+    if doomed:
+        shared |= {r.dir for other in ctx.state.services() if other.name != service
+                   for r in ctx.state.releases(other.name) if not r.pruned}  # fmt: skip
     for release in releases:
         if release.number not in doomed:
             continue

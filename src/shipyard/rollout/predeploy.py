@@ -10,6 +10,7 @@ from shipyard.context import Context, Emit
 from shipyard.errors import DeployFailed
 from shipyard.records import Release, ReleaseStatus
 from shipyard.release.env import runtime_env
+from shipyard.release.masking import secret_values
 from shipyard.release.store import artifact, release_paths
 
 PRE_DEPLOY_TIMEOUT_S = 1800.0
@@ -33,6 +34,7 @@ def run_pre_deploy(ctx: Context, release: Release, emit: Emit) -> None:
         env=env,
         log_path=paths.build_log,
         timeout_s=PRE_DEPLOY_TIMEOUT_S,
+        mask=secret_values(ctx, release.spec, ctx.box.decrypt_env(release.env_enc)),
     )
     if not result.ok:
         reason = f"preDeployCommand exited with code {result.exit_code}"

@@ -17,13 +17,29 @@ ROUTED: dict[InstanceState, ServerState] = {
 }
 
 
+PLATFORM_BACKEND = "shipyard-platform"
+
+
+def platform_backend(settings: Settings, port: int, internal_port: int) -> Backend:
+    """The daemon's platform endpoint (controlplane/platform.py) at the platform host; its
+    internal port is one of this Shipyard's internal region that no service holds."""
+    return Backend(
+        name=PLATFORM_BACKEND, mode="http", internal_port=internal_port,
+        public_hosts=(settings.platform_host,), health_path="/healthz",
+        health_host=settings.platform_host,
+        servers=(Server(name="daemon", address="127.0.0.1", port=port),),
+    )  # fmt: skip
+
+
 def desired_table(
-    state: Store, settings: Settings, proposed: list[Service] | None = None
-) -> RoutingTable:
+    state: Store, settings: Settings, proposed: list[Service] | None = None,
+    platform: tuple[int, int] | None = None,
+) -> RoutingTable:  # fmt: skip
     """The table for the current state; with ``proposed`` (services as a deploy would make
     them live), the table that deploy would produce, so it can be checked before anything is
-    changed."""
-    backends = []
+    changed. ``platform``: the daemon's platform endpoint (its port, its internal port), routed
+    at the platform host."""
+    backends = [platform_backend(settings, *platform)] if platform else []
     instances = state.instances(states=tuple(ROUTED))
     services = {s.name: s for s in state.services()}
     services.update({s.name: s for s in proposed or []})
@@ -56,7 +72,13 @@ def desired_table(
 def sync_routes(ctx: Context) -> None:
     """Make the edge match the state. Callers change instance states first, then call this."""
     with ctx.route_lock:
-        ctx.edge.apply(desired_table(ctx.state, ctx.settings))
+        ctx.edge.apply(desired_table(ctx.state, ctx.settings, platform=platform(ctx)))
+
+
+def platform(ctx: Context) -> tuple[int, int] | None:
+    if ctx.platform_port is None or ctx.platform_internal_port is None:
+        return None
+    return ctx.platform_port, ctx.platform_internal_port
 
 
 def allocate_internal_port(ctx: Context, taken: set[int] | None = None) -> int:
@@ -68,7 +90,7 @@ def allocate_internal_port(ctx: Context, taken: set[int] | None = None) -> int:
     The caller holds ``ctx.port_lock`` until the port is recorded in the state.
     """
     used = ctx.state.used_ports() | {ctx.settings.http_port, ctx.settings.api_port}
-    used |= taken or set()
+    used |= (taken or set()) | {ctx.platform_internal_port or 0}
     port = ctx.settings.internal_port_base
     while port in used:
         port += 1

@@ -34,6 +34,9 @@ class ProcessSpec:
     # (source, target) directories: ``source`` appears at ``target`` for this process only
     # (a private mount namespace), e.g. a persistent disk at its mountPath
     binds: tuple[tuple[Path, Path], ...] = ()
+    # values the log writer replaces by ******** wherever a line holds them (secrets in build
+    # and pre-deploy output); handed to it through a pipe, never its argv or environment
+    mask: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

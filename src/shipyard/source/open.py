@@ -32,6 +32,10 @@ class Source:
     label: str  # where the code comes from, for people
     blueprint_id: str  # stable across deploys of the same Blueprint (orphan detection)
     cleanup: Callable[[], None] = field(default=lambda: None)
+    # where it comes from, so a trigger can deploy it again: kind ("dir", "repo": a Shipyard
+    # repository, "git": a repository URL or path), location, the Blueprint file (absolute
+    # for "dir", else relative to the repository)
+    origin: tuple[str, str, str] = ("", "", "")
 
 
 def open_source(
@@ -74,8 +78,9 @@ def open_source(
                 f"Blueprint file {str(path)!r} does not exist.", fields={"blueprint": str(path)}
             )
         loaded = load_blueprint(path, limits)
+        origin = ("dir", str(loaded.root), str(loaded.path))
         return Source(loaded, loaded.root, git_info(loaded.root), str(loaded.root),
-                      str(loaded.path))  # fmt: skip
+                      str(loaded.path), origin=origin)  # fmt: skip
     branch = branch or "main"
     scratch.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="checkout-", dir=scratch))
@@ -86,9 +91,11 @@ def open_source(
         if not path.is_relative_to(checkout.resolve()) or not path.is_file():
             raise UsageError(f"{blueprint!r} is not a file in {repo} (branch {branch}).")
         loaded = load_blueprint(path, limits)
-        blueprint_id = f"{repo}@{branch}:{path.relative_to(checkout.resolve())}"
+        rel = str(path.relative_to(checkout.resolve()))
+        blueprint_id = f"{repo}@{branch}:{rel}"
         return Source(loaded, loaded.root, git, f"{repo}@{branch}", blueprint_id,
-                      lambda: shutil.rmtree(tmp, ignore_errors=True))  # fmt: skip
+                      lambda: shutil.rmtree(tmp, ignore_errors=True),
+                      origin=("git", repo, rel))  # fmt: skip
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -119,3 +126,31 @@ def _check_allowed(path: Path, allowed: Callable[[Path], bool], what: str) -> No
             "Send the Blueprint's content instead, or allow its directory.",
             fields={"path": str(path)},
         )
+
+
+def commit_source(
+    repo: Path, commit: str, branch: str, scratch: Path, *, kind: str, location: str,
+    blueprint: str, blueprint_id: str, label: str, limits: BlueprintLimits,
+) -> Source:  # fmt: skip
+    """The source of one commit of a local (bare) repository: its tree exported (no .git) and
+    its Blueprint loaded from ``blueprint`` (relative; "" = the usual names at the root).
+    ``blueprint_id`` keeps the owner the services already have."""
+    from shipyard.source import gitrepo
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="commit-", dir=scratch))
+    try:
+        checkout = tmp / "src"
+        gitrepo.export(repo, commit, checkout)
+        path = (checkout / blueprint).resolve() if blueprint else find_blueprint(checkout)
+        if not path.is_relative_to(checkout.resolve()) or not path.is_file():
+            raise UsageError(f"commit {commit[:12]} of {label} has no Blueprint {blueprint!r}.")
+        loaded = load_blueprint(path, limits)
+        rel = str(path.relative_to(checkout.resolve()))
+        return Source(loaded, loaded.root, GitInfo(commit, branch), f"{label}@{commit[:12]}",
+                      blueprint_id or f"{location}@{branch}:{rel}",
+                      lambda: shutil.rmtree(tmp, ignore_errors=True),
+                      origin=(kind, location, rel))  # fmt: skip
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

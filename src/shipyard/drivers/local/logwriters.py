@@ -12,6 +12,7 @@ from pathlib import Path
 from shipyard.drivers.local.logfiles import MISSING_LOGD, find_logd, logd_command
 from shipyard.errors import RuntimeFailure
 
+MASK_MIN_LEN = 4  # shorter values are not masked: "1" would be masked in every number
 WRITER_WAIT_S = 5.0  # how long to wait for a writer to store a finished command's last lines
 
 
@@ -24,9 +25,13 @@ class LogWriters:
         self._lock = threading.Lock()
         self._running: list[subprocess.Popen[bytes]] = []
 
-    def start(self, log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    def start(
+        self, log_dir: Path, mask: tuple[str, ...] = ()
+    ) -> tuple[subprocess.Popen[bytes], int]:
         """Start the log writer of ``log_dir``; return it and the write end of its pipe (the
-        caller hands it to the process and closes it)."""
+        caller hands it to the process and closes it). ``mask``: values it writes as
+        ******** (see :func:`mask_values`), sent through a pipe of their own that it reads
+        at start: never on its command line or in its environment, which `ps` shows."""
         if self._logd is None:
             raise RuntimeFailure(MISSING_LOGD)
         self.reap()
@@ -37,12 +42,18 @@ class LogWriters:
                 f"cannot create log directory {log_dir}: {exc.strerror}",
                 fields={"log_path": str(log_dir)},
             ) from exc
+        values = mask_values(mask)
+        mask_read, mask_write = os.pipe() if values else (-1, -1)
+        command = logd_command(self._logd, log_dir)
+        if values:  # -m FD before the directory: the values come through that pipe
+            command[-1:-1] = ["-m", str(mask_read)]
         read_end, write_end = os.pipe()
         try:
             writer = subprocess.Popen(
-                logd_command(self._logd, log_dir),
+                command,
                 env={},
                 stdin=read_end,
+                pass_fds=(mask_read,) if values else (),
                 stdout=subprocess.DEVNULL,
                 # Not the daemon's stderr: the writer outlives it, and would hold whatever the
                 # daemon's stderr is (a terminal, a pipe) open. It only complains at start.
@@ -52,12 +63,18 @@ class LogWriters:
             )
         except OSError as exc:
             os.close(write_end)
+            if values:
+                os.close(mask_write)
             raise RuntimeFailure(
                 f"cannot start the log writer {self._logd}: {exc.strerror or exc}",
                 fields={"log_path": str(log_dir)},
             ) from exc
         finally:
             os.close(read_end)
+            if values:
+                os.close(mask_read)
+        if values:
+            _send_mask(mask_write, values)
         with self._lock:
             self._running.append(writer)
         return writer, write_end
@@ -66,6 +83,29 @@ class LogWriters:
         """Collect the exit status of writers that finished (no zombies left behind)."""
         with self._lock:
             self._running = [w for w in self._running if w.poll() is None]
+
+
+def mask_values(values: tuple[str, ...]) -> tuple[bytes, ...]:
+    """What the log writer masks: each value's lines (it works line by line) of at least
+    MASK_MIN_LEN bytes (so "1" or "true" are not masked everywhere), distinct, longest first
+    (a value that contains another is masked whole)."""
+    parts = {
+        part.encode(errors="surrogateescape")
+        for value in values
+        for part in value.replace("\r", "\n").split("\n")
+    }
+    kept = [p for p in parts if len(p) >= MASK_MIN_LEN and b"\0" not in p]
+    return tuple(sorted(kept, key=lambda p: (-len(p), p)))
+
+
+def _send_mask(fd: int, values: tuple[bytes, ...]) -> None:
+    """The values, each ended by a NUL byte, then EOF. The writer reads them before anything
+    else; if it died meanwhile there is nobody to mask for."""
+    try:
+        with os.fdopen(fd, "wb") as pipe:
+            pipe.write(b"".join(v + b"\0" for v in values))
+    except OSError:
+        pass
 
 
 def wait_writer(writer: subprocess.Popen[bytes]) -> None:

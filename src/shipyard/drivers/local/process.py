@@ -160,7 +160,7 @@ class LocalProcesses:
                 fields={"cwd": str(spec.cwd)},
             )
         argv = _with_binds(spec)
-        writer, pipe = self._writers.start(spec.log_path)
+        writer, pipe = self._writers.start(spec.log_path, spec.mask)
         try:
             popen = subprocess.Popen(
                 argv,
