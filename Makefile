@@ -20,7 +20,15 @@ $(BIN)/shipyard-logd: native/logd/logd.c | $(BIN)/shipyard
 	$(CC) -O2 -Wall -Wextra -std=c11 -D_GNU_SOURCE -o $@.tmp $<
 	mv -f $@.tmp $@
 
-install: $(BIN)/shipyard $(BIN)/shipyard-logd
+# uv and poetry for users' Python builds (builds/python.py links them into the builds' PATH):
+# a virtualenv of their own, so their dependencies never mix with Shipyard's.
+TOOLS := $(VENV)/tools
+$(TOOLS)/bin/poetry: | $(BIN)/shipyard
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --no-cache-dir 'uv>=0.4' 'poetry>=1.8'
+	@touch $@
+
+install: $(BIN)/shipyard $(BIN)/shipyard-logd $(TOOLS)/bin/poetry
 
 demo: install
 	scripts/demo.sh

@@ -61,6 +61,11 @@ def project_with(root: Path, app: str, body: str) -> tuple[Project, Path]:
     return project, project.blueprint("services:\n" + textwrap.indent(textwrap.dedent(body), "  "))
 
 
+def build_log(release_dir: Path) -> str:
+    files = sorted((release_dir / "build-log").iterdir())
+    return "".join(p.read_text(errors="replace") for p in files if p.is_file())
+
+
 def files_in(path: Path) -> int:
     return sum(1 for p in path.rglob("*") if p.is_file())
 
@@ -159,3 +164,39 @@ def test_a_hung_build_is_killed_with_its_children(impatient: Shipyard, tmp_path:
         return found
 
     wait_for(lambda: not sleepers(), timeout=10)  # the background child too
+
+
+def test_unchanged_dependencies_start_from_the_previous_install(
+    sy: Shipyard, tmp_path: Path
+) -> None:
+    project, bp = project_with(
+        tmp_path / "repo",
+        "uvweb",
+        """\
+        - type: worker
+          name: seeded
+          runtime: python
+          rootDir: uvweb
+          buildCommand: pip install -r requirements.txt
+          startCommand: sleep 600
+        """,
+    )
+    app = project.root / "uvweb"
+    (app / "pyproject.toml").unlink()
+    (app / "uv.lock").unlink()
+    (app / "requirements.txt").write_text("idna==3.10\n")
+    releases = sy.home / "services" / "seeded" / "releases"
+    sy.ok("deploy", "-f", str(bp), "--wait", timeout=600)
+    (app / "app.py").write_text((app / "app.py").read_text() + "\n# a code change\n")
+    sy.ok("deploy", "-f", str(bp), "--wait", timeout=600)
+    log = build_log(releases / "2")
+    assert "dependencies unchanged since release 1" in log
+    assert "Requirement already satisfied: idna==3.10" in log
+    venv = releases / "2" / "venv"
+    assert str(releases / "1") not in (venv / "pyvenv.cfg").read_text() + "".join(
+        p.read_text(errors="replace") for p in (venv / "bin").iterdir() if p.is_file()
+    )
+    (app / "requirements.txt").write_text("idna==3.10\nsix==1.16.0\n")
+    sy.ok("deploy", "-f", str(bp), "--wait", timeout=600)
+    log = build_log(releases / "3")
+    assert "dependencies unchanged" not in log and "six" in log

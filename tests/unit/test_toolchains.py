@@ -369,15 +369,15 @@ def test_registry_metadata_is_cached_and_used_stale(tmp_path: Path) -> None:
     assert stale.versions("@scope/pkg") == {"1.0.0": {}}
 
 
-def test_python_tools_are_links_to_shipyards_own(tmp_path: Path) -> None:
+def test_python_tools_are_links_to_their_own_virtualenv(tmp_path: Path) -> None:
     import sys
 
     from shipyard.builds.python import python_tools_dir
 
     tools = python_tools_dir(tmp_path)
-    own = Path(sys.prefix) / "bin"
-    if not (own / "uv").is_file():
-        pytest.skip("uv is not installed with Shipyard (make install)")
-    assert tools is not None and tools != own
+    own = Path(sys.prefix) / "tools" / "bin"  # make install: uv and poetry apart from Shipyard
+    assert (own / "uv").is_file(), "uv and poetry are installed by `make install`"
+    assert tools is not None and tools != own and tools != Path(sys.prefix) / "bin"
     assert (tools / "uv").readlink() == own / "uv"
     assert sorted(p.name for p in tools.iterdir()) == ["poetry", "uv", "uvx"]
+    assert not (Path(sys.prefix) / "bin" / "poetry").exists()  # not in Shipyard's own

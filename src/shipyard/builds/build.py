@@ -13,7 +13,8 @@ from pathlib import Path
 
 from shipyard.blueprint.spec import ServiceSpec
 from shipyard.builds.builder import indent, run_logged
-from shipyard.builds.environment import compose_env
+from shipyard.builds.environment import RECORD, compose_env
+from shipyard.builds.seed import dependency_key, seed_dependencies
 from shipyard.builds.toolchain import prepare_toolchain, save_record
 from shipyard.context import Context, Emit
 from shipyard.errors import BuildFailed, NoDiskSpace, UsageError
@@ -128,6 +129,11 @@ def _build(
             ),
         )  # fmt: skip
         save_record(paths.dir, chosen.toolchain)
+        key = dependency_key(runtime, workdir, paths.dir, (paths.dir / RECORD).read_text(),
+                             req.spec.root_dir, req.spec.build_command or "")  # fmt: skip
+        if key is not None:
+            seed_dependencies(ctx, req.service, number, paths.dir, workdir, runtime, key,
+                              notify)  # fmt: skip
     except BuildFailed as exc:
         ctx.state.set_release_status(req.service, number, failed, exc.message)
         ctx.runtime.note(paths.build_log, f"==> {exc.message}")

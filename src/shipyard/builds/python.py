@@ -230,11 +230,15 @@ PYTHON_TOOLS = ("uv", "uvx", "poetry")
 
 
 def python_tools_dir(toolchains: Path) -> Path | None:
-    """A directory of links to the uv and poetry Shipyard is installed with (never Shipyard's
-    own bin directory: nothing else of its environment joins a build's PATH). Refreshed per
-    build; None when neither is installed."""
-    own_bin = Path(sys.prefix) / "bin"
-    targets = {t: own_bin / t for t in PYTHON_TOOLS if (own_bin / t).is_file()}
+    """A directory of links to the uv and poetry installed for builds (`make install` puts
+    them in a virtualenv of their own, ``<Shipyard's venv>/tools``; else those installed next
+    to Shipyard), never Shipyard's own bin directory: nothing else of its environment joins a
+    build's PATH. Refreshed per build; None when neither is installed."""
+    targets: dict[str, Path] = {}
+    for bin_dir in (Path(sys.prefix) / "tools" / "bin", Path(sys.prefix) / "bin"):
+        for tool in PYTHON_TOOLS:
+            if tool not in targets and (bin_dir / tool).is_file():
+                targets[tool] = bin_dir / tool
     if not targets:
         return None
     tools = toolchains / "python-tools"

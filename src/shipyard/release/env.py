@@ -4,6 +4,8 @@ command and instances (built from scratch, see builds/environment.py)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import replace
 
 from shipyard.blueprint.load import LoadedBlueprint
@@ -113,7 +115,15 @@ def platform_env(ctx: Context, svc: Service, release: Release) -> dict[str, str]
         "RENDER_GIT_COMMIT": release.git_commit,
         "RENDER_GIT_BRANCH": release.git_branch,
         "RENDER_EXTERNAL_HOSTNAME": host,
+        # Render's ids look like srv-<20 chars>; a stable one of the same shape per service
+        "RENDER_SERVICE_ID": "srv-" + hashlib.sha256(name.encode()).hexdigest()[:20],
+        "RENDER_CPU_COUNT": str(os.cpu_count() or 1),
+        # private services are reached by name through fromService; no discovery DNS here
+        "RENDER_DISCOVERY_SERVICE": name,
     }
+    if release.source and "/" in release.source and "@" in release.source:
+        slug = release.source.split("@")[0].rstrip("/").removesuffix(".git").split("/")[-2:]
+        env["RENDER_GIT_REPO_SLUG"] = "/".join(slug)
     if svc.type == "web":
         env["RENDER_EXTERNAL_URL"] = ctx.settings.public_url(name)
     return env
