@@ -9,10 +9,11 @@ Three services are deployed through a real Shipyard (tests/support/harness.py) w
   requirements.txt), built with ``pip install -r requirements.txt``;
 - ``uv``: the same app built with ``uv pip install -r requirements.txt``.
 
-Each round clears the service's build cache (``clear_build_cache``), deploys (cold: every
-package is downloaded), then deploys again (warm: the cache from the cold build; the release is a
-fresh copy of the source, so node_modules and the virtualenv are rebuilt from scratch both
-times). A deploy changes an env var (``ROUND``), so each one builds a new release. Build time
+Each round deploys with ``--clear-cache`` (cold: every package is downloaded, and nothing of
+the previous release's installed dependencies is reused), then deploys again (warm: the cache
+from the cold build and, the lockfiles being unchanged, a copy of the previous release's
+virtualenv or node_modules to start from; ``npm ci`` removes node_modules and reinstalls from
+the cache). A deploy changes an env var (``ROUND``), so each one builds a new release. Build time
 is the release's created -> built time from the API (source copy, virtualenv, toolchain,
 buildCommand, sharing with the previous release). Before the rounds, one throwaway deploy of
 each service makes the once-per-host things (the virtualenv template) so the first cold build
@@ -44,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.harness import APPS, Shipyard, keep, shut_down
 
 from shipyard.apimodels import EventView
-from shipyard.builds.cache import clear_build_cache
 
 SERVICES = {
     "node": ("benchnode", "node", "npm ci --no-audit --no-fund", "npm start"),
@@ -86,11 +86,13 @@ def log_stamps(build_log: Path) -> list[float]:
     return stamps
 
 
-def deploy(sy: Shipyard, bp: Path, round_: str, timeout: float) -> dict[str, dict[str, float]]:
+def deploy(
+    sy: Shipyard, bp: Path, round_: str, timeout: float, *flags: str
+) -> dict[str, dict[str, float]]:
     """Deploy every service; per service, its new release's build seconds (created -> built)
     and the buildCommand's (its "building" event -> its last line of output)."""
     bp.write_text(blueprint(round_))
-    out = sy.cli("deploy", "-f", str(bp), "--wait", timeout=timeout)
+    out = sy.cli("deploy", "-f", str(bp), "--wait", *flags, timeout=timeout)
     if out.code != 0:
         raise RuntimeError(f"deploy {round_} exited {out.code}:\n{out.text[-4000:]}")
     seconds: dict[str, dict[str, float]] = {}
@@ -136,9 +138,7 @@ def run(rounds: int, timeout: float, keep_home: bool) -> dict[str, Any]:
             log("warm-up deploy done", started)
             rows: list[dict[str, Any]] = []
             for n in range(1, rounds + 1):
-                for name in SERVICES:
-                    clear_build_cache(sy.settings, name)
-                cold = deploy(sy, bp, f"{n}-cold", timeout)
+                cold = deploy(sy, bp, f"{n}-cold", timeout, "--clear-cache")
                 sizes = {name: cache_mb(sy, name) for name in SERVICES}
                 warm = deploy(sy, bp, f"{n}-warm", timeout)
                 rows.append({"round": n, "cold": cold, "warm": warm, "cache_mb": sizes})

@@ -200,3 +200,8 @@ def test_unchanged_dependencies_start_from_the_previous_install(
     sy.ok("deploy", "-f", str(bp), "--wait", timeout=600)
     log = build_log(releases / "3")
     assert "dependencies unchanged" not in log and "six" in log
+    # "Clear build cache & deploy": nothing is reused, not even the previous virtualenv
+    (app / "app.py").write_text((app / "app.py").read_text() + "\n# another change\n")
+    sy.ok("deploy", "-f", str(bp), "--wait", "--clear-cache", timeout=600)
+    log = build_log(releases / "4")
+    assert "dependencies unchanged" not in log and "Collecting idna" in log

@@ -43,6 +43,7 @@ class BuildRequest:
     source_root: Path
     source_label: str
     git: GitInfo
+    clean: bool = False  # `deploy --clear-cache`: nothing reused from earlier builds
 
 
 def _workdir(app: Path, root_dir: str) -> Path | None:
@@ -131,7 +132,7 @@ def _build(
         save_record(paths.dir, chosen.toolchain)
         key = dependency_key(runtime, workdir, paths.dir, (paths.dir / RECORD).read_text(),
                              req.spec.root_dir, req.spec.build_command or "")  # fmt: skip
-        if key is not None:
+        if key is not None and not req.clean:
             seed_dependencies(ctx, req.service, number, paths.dir, workdir, runtime, key,
                               notify)  # fmt: skip
     except BuildFailed as exc:

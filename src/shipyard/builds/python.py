@@ -3,8 +3,9 @@ environment, two services with conflicting pins both run, and a rollback runs wi
 packages its release was built with.
 
 Creating a virtualenv with pip takes 1-7 s; a release copies a template instead (~0.3 s): the
-template is made once per base interpreter with ``virtualenv`` (pip and setuptools seeded from
-its bundled wheels, no network) under SHIPYARD_HOME/toolchains, and each copy has the
+template is made once per base interpreter with ``virtualenv`` (pip from its bundled wheel,
+setuptools 80.9 - the last with pkg_resources - from the package index when reachable, else the
+bundled one) under SHIPYARD_HOME/toolchains, and each copy has the
 template's path rewritten to its own in the scripts that name it (shebangs, activate scripts,
 pyvenv.cfg). The interpreter itself is a symlink to the base Python, which is never written to.
 """
@@ -28,6 +29,7 @@ from shipyard.errors import BuildFailed, NoDiskSpace
 from shipyard.release.files import make_private
 
 _TIMEOUT_S = 300.0
+SETUPTOOLS = "80.9.0"  # the last setuptools with pkg_resources
 
 
 def create_venv(dest: Path, python: str, cache_dir: Path) -> None:
@@ -86,12 +88,22 @@ def _run_virtualenv(python: str, dest: Path, cache_dir: Path) -> None:
         "HOME": str(cache_dir),
         "VIRTUALENV_OVERRIDE_APP_DATA": str(cache_dir / "app-data"),
     }
-    cmd = [sys.executable, "-m", "virtualenv", "--quiet", "--no-periodic-update",
-           "--python", python, str(dest)]  # fmt: skip
+    base = [sys.executable, "-m", "virtualenv", "--quiet", "--no-periodic-update",
+            "--python", python]  # fmt: skip
     try:
+        # setuptools 82 dropped pkg_resources, which many pinned packages still import (gunicorn
+        # 20, for one); a template gets the last release with it, as `python -m venv` of Python
+        # 3.11 does (65.x). Offline, the bundled one.
         out = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False
-        )
+            [*base, "--setuptools", SETUPTOOLS, "--download", str(dest)], env=env,
+            capture_output=True, text=True, timeout=_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        if out.returncode != 0:
+            shutil.rmtree(dest, ignore_errors=True)
+            out = subprocess.run(
+                [*base, str(dest)], env=env, capture_output=True, text=True,
+                timeout=_TIMEOUT_S, check=False,
+            )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BuildFailed(f"Could not create a virtualenv for {python}: {exc}") from exc
     if out.returncode != 0:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shipyard.builds.cache import cache_env, ensure_service_cache
+from shipyard.builds.cache import CACHE_VARS, cache_env, ensure_service_cache
 from shipyard.builds.environment import RECORD, Toolchain, runtime_toolchain
 from shipyard.builds.node import NodeToolchains
 from shipyard.builds.npmreg import Registry
@@ -37,6 +37,9 @@ from shipyard.settings import Settings
 class BuildToolchain:
     toolchain: Toolchain  # the release's (recorded; builds, pre-deploy and instances)
     build_env: Mapping[str, str] = field(default_factory=dict)  # builds only: caches
+
+
+PNPM_ONLY = frozenset(CACHE_VARS["pnpm"])
 
 
 def node_toolchains(settings: Settings) -> NodeToolchains:
@@ -63,6 +66,8 @@ def prepare_toolchain(
     if runtime == "node":
         setup = node_toolchains(settings).setup(service_env, workdir, notify, commands)
         path = _unique((*setup.path, *host.path))
+        if setup.package_manager.name != "pnpm":  # npm warns about pnpm's npm_config_ keys
+            build_env = {k: v for k, v in build_env.items() if k not in PNPM_ONLY}
         return BuildToolchain(Toolchain(path=path, env=setup.env), build_env)
     if runtime == "python":
         request = python_request(service_env, workdir)

@@ -78,6 +78,7 @@ class Engine:
         self.closing = False  # set by `down`: no new operation starts
         # told where each deployed service comes from (controlplane/triggerops.py)
         self.on_register: Callable[[Source, list[str]], None] | None = None
+        self._clean: set[tuple[int, str]] = set()  # (deploy, service) of --clear-cache builds
 
     # locking -----------------------------------------------------------------------------
     def busy(self, service: str) -> bool:
@@ -348,6 +349,7 @@ class Engine:
 
         if clear_cache:
             for name in names:
+                self._clean.add((deploy_id, name))
                 if clear_build_cache(self.ctx.settings, name):
                     self.ctx.state.add_event(deploy_id, "build cache cleared", service=name)
 
@@ -495,8 +497,9 @@ class Engine:
                 resolved[name] = env
             stored = spec.stored(self.ctx.box.digest)
             req = BuildRequest(
-                name, stored, stored.config_digest(), env, source.root, source.label, source.git
-            )
+                name, stored, stored.config_digest(), env, source.root, source.label,
+                source.git, clean=(deploy_id, name) in self._clean,
+            )  # fmt: skip
             release = build_release(self.ctx, deploy_id, req, emit)
             if spec.backup_before_deploy:
                 self._backup_before_deploy(spec, deploy_id, emit)
