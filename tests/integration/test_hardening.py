@@ -58,7 +58,7 @@ def test_a_second_shipyard_on_a_taken_port_is_refused(
     shipyard: Shipyard, project: Project, tmp_path: Path, port_env: str
 ) -> None:
     bp = project.blueprint("services:\n" + web("owner", "v1", instances=1))
-    deploy(shipyard, bp)
+    deploy(shipyard, bp, "--adopt")  # each parameter's project takes over the last one's
     second = _second(tmp_path, shipyard, port_env)
     with load(shipyard.http_port, "owner.localhost") as result:
         attempt = second.cli("up", "-d", timeout=90)

@@ -149,7 +149,7 @@ def test_plan_shows_changes_without_deploying(shipyard: Shipyard, project: Proje
     )
     out = shipyard.ok("plan", "-f", str(bp)).out
     assert "+ pl (web): create" in out
-    assert "nightly" in out and "not supported yet" in out
+    assert "+ nightly (cron): create" in out  # cron jobs run now (issue 9)
     deploy(shipyard, bp)
     project.blueprint("services:\n" + web("pl", "v2", instances=3))
     plan = json.loads(shipyard.ok("plan", "-f", str(bp), "--json").out)

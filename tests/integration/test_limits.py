@@ -164,7 +164,8 @@ def test_a_full_disk_is_survived(small_home: Path, project: Project) -> None:
         # Room for the checks, not for the build: the disk fills DURING the operation.
         free = shutil.disk_usage(small_home).free
         os.truncate(filler, max(0, filler.stat().st_size - (40_000_000 - free)))
-        hungry = bp.read_text().replace(
+        original = bp.read_text()
+        hungry = original.replace(
             "startCommand: node server.js",
             "buildCommand: head -c 80000000 /dev/zero > big\n    startCommand: node server.js",
         )
@@ -188,7 +189,7 @@ def test_a_full_disk_is_survived(small_home: Path, project: Project) -> None:
             lambda: any(b"shipyard-logd: dropped" in f.read_bytes() for f in log_files(noisy_log)),
             timeout=10,
         )
-        deploy(sy, project.blueprint(bp.read_text().replace("value: v1", "value: v2")))
+        deploy(sy, project.blueprint(original.replace("value: v1", "value: v2")))
         assert sy.get_json("site")["version"] == "v2"
     finally:
         sy.down()

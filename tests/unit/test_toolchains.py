@@ -381,3 +381,22 @@ def test_python_tools_are_links_to_their_own_virtualenv(tmp_path: Path) -> None:
     assert (tools / "uv").readlink() == own / "uv"
     assert sorted(p.name for p in tools.iterdir()) == ["poetry", "uv", "uvx"]
     assert not (Path(sys.prefix) / "bin" / "poetry").exists()  # not in Shipyard's own
+
+
+def test_a_host_runtime_without_its_toolchain_fails_the_build_naming_the_package(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from shipyard.builds.toolchain import prepare_toolchain
+
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    settings = replace(Settings(home=tmp_path / "home"), host=HostEnv(search_path=(str(empty),)))
+    with pytest.raises(BuildFailed) as caught:
+        prepare_toolchain(
+            settings, service="rails", runtime="ruby", workdir=tmp_path, venv=tmp_path / "v",
+            service_env={}, notify=lambda _: None,
+        )  # fmt: skip
+    assert "`bundle` is not installed" in caught.value.message
+    assert "apt-get install ruby-bundler" in caught.value.message

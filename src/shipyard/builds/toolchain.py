@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,25 @@ def prepare_toolchain(
         tools = python_tools_dir(settings.toolchains_dir)
         path = (str(venv / "bin"), *([str(tools)] if tools else []))
         return BuildToolchain(Toolchain(path=path, env=python_env(venv)), build_env)
+    needed = HOST_RUNTIMES.get(runtime)
+    if needed is not None:
+        tool, package = needed
+        if shutil.which(tool, path=os.pathsep.join(settings.host.search_path)) is None:
+            raise BuildFailed(
+                f"runtime {runtime}: `{tool}` is not installed on this machine (on Debian: "
+                f"apt-get install {package}). Shipyard installs Node versions and picks Python "
+                f"interpreters itself; {runtime} services build with the host's toolchain."
+            )
     return BuildToolchain(host, build_env)
+
+
+# runtimes built with the host's own toolchain: the command they need, the Debian package
+HOST_RUNTIMES = {
+    "ruby": ("bundle", "ruby-bundler"),
+    "go": ("go", "golang"),
+    "rust": ("cargo", "cargo"),
+    "elixir": ("mix", "elixir"),
+}
 
 
 def _unique(items: tuple[str, ...]) -> tuple[str, ...]:

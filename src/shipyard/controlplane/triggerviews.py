@@ -80,6 +80,13 @@ def add_routes(
         if existing is not None and body.name in (None, existing.name):
             return repo_view(triggers, existing.name)
         name = gitrepo.check_name(body.name or default_name(work_dir))
+        if body.name is None:  # the directory's name, made unique: another project has it
+            base, n = name, 2
+            while (
+                taken := triggers.state.find_repo(name)
+            ) is not None and taken.work_dir != work_dir:
+                name = gitrepo.check_name(f"{base[:60]}-{n}")
+                n += 1
         if not re.match(r"^[A-Za-z0-9._/-]{1,200}$", body.branch) or ".." in body.branch:
             raise UsageError(
                 f"{body.branch!r} is not a branch name.", fields={"branch": body.branch}
